@@ -1,0 +1,1 @@
+"""Data and helpers for training a tiny Infinity text-to-image model on CPU."""

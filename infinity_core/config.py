@@ -16,6 +16,9 @@ import torch
 from .errors import InfinityError
 
 
+VAE_CODEBOOK_DIMS = (14, 16, 18, 20, 24, 32, 64)
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Architecture of the Infinity transformer (bitwise head, shared AdaLN, cos-attention, 2D RoPE)."""
@@ -31,6 +34,14 @@ class TransformerConfig:
     block_chunks: int = 8      # how the official checkpoint groups blocks (key layout only)
     num_levels: int = 15       # rows of the per-scale level embedding
     norm_eps: float = 1e-6
+
+    @property
+    def spatial_patchify(self) -> bool:
+        """Whether a token carries a 2x2 patch of VAE latents (the 8B: 56 = 4 x 14 bits).
+
+        The published BSQ VAEs have 14, 16, 18, 20, 24, 32 or 64 bits (tools/run_infinity.py:261); a token
+        width outside that set can only be 4 latents of one of them."""
+        return self.bits_per_token not in VAE_CODEBOOK_DIMS
 
     @property
     def head_dim(self) -> int:
@@ -95,7 +106,7 @@ def transformer_config_from_state_dict(state_dict: Mapping[str, torch.Tensor], *
     num_heads = _shape(state_dict, "blocks.0.sa.scale_mul_1H11", source)[1]
     ffn_hidden = _shape(state_dict, "blocks.0.ffn.fc1.weight", source)[0]
     text_maxlen, text_channels = _shape(state_dict, "cfg_uncond", source)
-    pool_heads = _shape(state_dict, "text_proj_for_sos.ca.mat_q", source)[1]
+    pool_heads = _shape(state_dict, "text_pool.mat_q", source)[1]
     num_levels = _shape(state_dict, "lvl_embed.weight", source)[0]
     head_out = _shape(state_dict, "head.weight", source)[0]
     if head_out != 2 * bits:

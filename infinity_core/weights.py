@@ -15,11 +15,11 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Mapping
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import safe_open
 
 from .errors import InfinityError
 
@@ -40,6 +40,11 @@ WRAPPER_PATHS: tuple[tuple[str, ...], ...] = (
 # Official blocks live at block_chunks.{chunk}.module.{j}; ours at blocks.{chunk * per_chunk + j}.
 _OFFICIAL_BLOCK = re.compile(r"^block_chunks\.(\d+)\.module\.(\d+)\.(.*)$")
 _INTERNAL_BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
+# Official module paths that read better under another name (official prefix -> internal prefix).
+TRANSFORMER_PREFIX_MAP = {
+    "text_proj_for_sos.ca.": "text_pool.",   # attentive pool producing the start token
+    "text_proj_for_ca.": "text_proj.",       # MLP projecting T5 features for cross-attention
+}
 # Buffers the official model registers or once registered; none carries information.
 TRANSFORMER_DROPPED_SUFFIXES = (".zero_k_bias",)
 TRANSFORMER_DROPPED_KEYS = ("lvl_1L", "attn_bias_for_masking", "Infinity_visible_kvlen", "Infinity_invisible_qlen")
@@ -63,17 +68,46 @@ def _check_file(path: Path) -> None:
         raise InfinityError(f"weight file {_describe(path)} is empty (0 bytes); the download or copy did not finish")
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as err:
-        raise InfinityError(f"{_describe(path)} is not a readable safetensors file ({err}); "
-                            "it may be truncated or not a safetensors file at all") from None
+class TensorSource:
+    """One weight file whose tensors are listed without being read, and read one at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        suffix = path.suffix.lower()
+        if suffix == SAFETENSORS_SUFFIX:
+            self._file, self._tensors = self._open_safetensors(path), None
+        elif suffix in PICKLE_SUFFIXES:
+            self._file, self._tensors = None, _unwrap(_read_pickle(path), path)   # memory-mapped when possible
+        else:
+            raise InfinityError(f"{_describe(path)} has an unsupported extension '{suffix}'; use {SAFETENSORS_SUFFIX}, "
+                                f"{', '.join(PICKLE_SUFFIXES)} or a shard folder with an index JSON")
+
+    @staticmethod
+    def _open_safetensors(path: Path):
+        try:
+            return safe_open(str(path), framework="pt", device="cpu")
+        except (SafetensorError, OSError) as err:
+            raise InfinityError(f"{_describe(path)} is not a readable safetensors file ({err}); "
+                                "it may be truncated or not a safetensors file at all") from None
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        if self._tensors is not None:
+            return {k: tuple(v.shape) for k, v in self._tensors.items()}
+        return {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
+
+    def tensor(self, key: str) -> torch.Tensor:
+        if self._tensors is not None:
+            return self._tensors[key]
+        try:
+            return self._file.get_tensor(key)
+        except (SafetensorError, OSError) as err:
+            raise InfinityError(f"{_describe(self.path)}: tensor '{key}' cannot be read ({err}); "
+                                "the file may be truncated") from None
 
 
 def _read_pickle(path: Path) -> dict:
     try:
-        try:   # memory-map zip-format files so tensors are paged in as they are assigned
+        try:   # memory-map zip-format files so tensors are paged in as they are used
             return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as err:
             if "mmap" not in str(err):
@@ -96,8 +130,8 @@ def _shard_files(index_path: Path) -> list[Path]:
     return [index_path.parent / name for name in sorted(set(weight_map.values()))]
 
 
-def iter_shards(path: str | os.PathLike) -> Iterator[tuple[Path, dict[str, torch.Tensor]]]:
-    """Yield (file, tensors) one shard at a time, so a caller can assign and free each before the next."""
+def open_sources(path: str | os.PathLike) -> list[TensorSource]:
+    """The files behind `path`: itself, or every shard named by a shard folder's / index JSON's weight map."""
     path = Path(path)
     _check_file(path)
     if path.is_dir():
@@ -106,11 +140,11 @@ def iter_shards(path: str | os.PathLike) -> Iterator[tuple[Path, dict[str, torch
             raise InfinityError(f"folder {_describe(path)} has no shard index ({' or '.join(SHARD_INDEX_NAMES)})")
         path = index
     if path.name.endswith(".index.json"):
-        for shard in _shard_files(path):
+        shards = _shard_files(path)
+        for shard in shards:
             _check_file(shard)
-            yield shard, read_state_dict(shard)
-        return
-    yield path, read_state_dict(path)
+        return [TensorSource(shard) for shard in shards]
+    return [TensorSource(path)]
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -130,36 +164,40 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read every tensor of a weight file (or shard set) on the CPU, unwrapping official containers."""
-    path = Path(path)
-    _check_file(path)
-    if path.is_dir() or path.name.endswith(".index.json"):
-        merged: dict[str, torch.Tensor] = {}
-        for _, shard in iter_shards(path):
-            merged.update(shard)
-        return merged
-    suffix = path.suffix.lower()
-    if suffix == SAFETENSORS_SUFFIX:
-        return _read_safetensors(path)
-    if suffix in PICKLE_SUFFIXES:
-        return _unwrap(_read_pickle(path), path)
-    raise InfinityError(f"{_describe(path)} has an unsupported extension '{suffix}'; "
-                        f"use {SAFETENSORS_SUFFIX}, {', '.join(PICKLE_SUFFIXES)} or a shard folder with an index JSON")
+    """Every tensor of a weight file (or shard set) on the CPU, official containers unwrapped."""
+    return {key: source.tensor(key) for source in open_sources(path) for key in source.shapes()}
+
+
+def _replace_prefix(key: str, prefix_map: Mapping[str, str]) -> str:
+    for old, new in prefix_map.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def transformer_key_map(keys: Iterable[str]) -> tuple[dict[str, str], int]:
+    """Official (or internal) key -> internal key for every key to load, and the number of block chunks.
+
+    Blocks `block_chunks.c.module.j.` become `blocks.{c * per_chunk + j}.`; derived buffers are left out."""
+    keys = list(keys)
+    chunked = [(int(m.group(1)), int(m.group(2))) for k in keys if (m := _OFFICIAL_BLOCK.match(k))]
+    num_chunks = max(c for c, _ in chunked) + 1 if chunked else 1
+    per_chunk = max(j for _, j in chunked) + 1 if chunked else 0
+    mapping: dict[str, str] = {}
+    for key in keys:
+        if key in TRANSFORMER_DROPPED_KEYS or key.endswith(TRANSFORMER_DROPPED_SUFFIXES):
+            continue
+        internal = key
+        if m := _OFFICIAL_BLOCK.match(key):
+            internal = f"blocks.{int(m.group(1)) * per_chunk + int(m.group(2))}.{m.group(3)}"
+        mapping[key] = _replace_prefix(internal, TRANSFORMER_PREFIX_MAP)
+    return mapping, num_chunks
 
 
 def official_to_internal_transformer(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
-    """Rename `block_chunks.c.module.j.` to `blocks.i.` and drop derived buffers; return (sd, block_chunks)."""
-    chunked = [(int(m.group(1)), int(m.group(2))) for k in state_dict if (m := _OFFICIAL_BLOCK.match(k))]
-    num_chunks = max(c for c, _ in chunked) + 1 if chunked else 1
-    per_chunk = max(j for _, j in chunked) + 1 if chunked else 0
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        if key in TRANSFORMER_DROPPED_KEYS or key.endswith(TRANSFORMER_DROPPED_SUFFIXES):
-            continue
-        if m := _OFFICIAL_BLOCK.match(key):
-            key = f"blocks.{int(m.group(1)) * per_chunk + int(m.group(2))}.{m.group(3)}"
-        out[key] = tensor
-    return out, num_chunks
+    """`transformer_key_map` applied to a whole state dict; returns (internal state dict, block_chunks)."""
+    mapping, num_chunks = transformer_key_map(state_dict)
+    return {internal: state_dict[key] for key, internal in mapping.items()}, num_chunks
 
 
 def internal_to_official_transformer(state_dict: Mapping[str, torch.Tensor], block_chunks: int) -> dict[str, torch.Tensor]:
@@ -168,32 +206,33 @@ def internal_to_official_transformer(state_dict: Mapping[str, torch.Tensor], blo
     if depth % block_chunks:
         raise InfinityError(f"depth {depth} cannot be split into {block_chunks} block chunks")
     per_chunk = depth // block_chunks
+    inverse_map = {new: old for old, new in TRANSFORMER_PREFIX_MAP.items()}
     out: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         if m := _INTERNAL_BLOCK.match(key):
             i, rest = int(m.group(1)), m.group(2)
             key = f"block_chunks.{i // per_chunk}.module.{i % per_chunk}.{rest}"
-        out[key] = tensor
+        out[_replace_prefix(key, inverse_map)] = tensor
     for i in range(depth):
         prefix = f"block_chunks.{i // per_chunk}.module.{i % per_chunk}."
         width = state_dict[f"blocks.{i}.sa.proj.bias"].shape[0]
         for attn in ("sa", "ca"):
             out[f"{prefix}{attn}.zero_k_bias"] = torch.zeros(width)
-    width = state_dict["text_proj_for_sos.ca.v_bias"].shape[0]
+    width = state_dict["text_pool.v_bias"].shape[0]
     out["text_proj_for_sos.ca.zero_k_bias"] = torch.zeros(width)
     return out
 
 
+def vae_key(key: str) -> str | None:
+    """Official (or internal) VAE key -> internal key, or None for derived buffers that are not loaded."""
+    if key in VAE_DROPPED_KEYS:
+        return None
+    return _VAE_NORM_WRAPPER.sub(r".\1.\2", _VAE_CONV_WRAPPER.sub(r".\1.\2", key))
+
+
 def official_to_internal_vae(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip the `Conv.conv` / `Normalize.norm` wrapper levels and drop the derived bit-mask buffers."""
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        if key in VAE_DROPPED_KEYS:
-            continue
-        key = _VAE_CONV_WRAPPER.sub(r".\1.\2", key)
-        key = _VAE_NORM_WRAPPER.sub(r".\1.\2", key)
-        out[key] = tensor
-    return out
+    return {internal: tensor for key, tensor in state_dict.items() if (internal := vae_key(key)) is not None}
 
 
 def internal_to_official_vae(state_dict: Mapping[str, torch.Tensor], codebook_dim: int) -> dict[str, torch.Tensor]:
@@ -213,18 +252,24 @@ def internal_to_official_vae(state_dict: Mapping[str, torch.Tensor], codebook_di
     return out
 
 
-def strict_load(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, *, assign: bool = True) -> None:
-    """`load_state_dict(strict=True)` with a readable report of missing, unexpected and mis-shaped keys."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshaped = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-                 for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
+def check_layout(expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]], source: str) -> None:
+    """Strict loading: every expected key present with its shape and nothing else, or an error that lists the
+    first few missing, unexpected and mis-shaped keys."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [f"{k}: file {tuple(found[k])} vs model {tuple(expected[k])}"
+                 for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
     if missing or unexpected or misshaped:
         def first(items):
             return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
         parts = [f"{len(missing)} missing [{first(missing)}]" if missing else "",
                  f"{len(unexpected)} unexpected [{first(unexpected)}]" if unexpected else "",
                  f"{len(misshaped)} mis-shaped [{first(misshaped)}]" if misshaped else ""]
-        raise InfinityError(f"{source} does not match the model it describes: " + "; ".join(p for p in parts if p))
+        raise InfinityError(f"{source} does not match the model its keys describe: " + "; ".join(p for p in parts if p))
+
+
+def strict_load(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, *, assign: bool = True) -> None:
+    """`load_state_dict(strict=True)` after `check_layout`, so a mismatch reads well."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_layout(expected, {k: tuple(v.shape) for k, v in state_dict.items()}, source)
     module.load_state_dict(state_dict, strict=True, assign=assign)

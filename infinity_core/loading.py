@@ -1,0 +1,131 @@
+"""Build models from weight files: architecture inferred from the file, built on the meta device,
+tensors assigned one at a time (cast and moved as they arrive), so no second copy of the weights exists.
+
+Dtype policy: the transformer's block matmul weights take the requested dtype (bf16/fp16 on GPUs);
+everything that needs precision stays fp32: norms, embeddings, AdaLN tables, the text path, the head
+(upstream runs those with autocast disabled, infinity.py:334-342, basic.py:458).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import (TransformerConfig, VAEConfig, transformer_config_from_state_dict,
+                     vae_config_from_state_dict)
+from .errors import InfinityError
+from .tokenizer.autoencoder import BitwiseVAE
+from .transformer.model import InfinityTransformer
+from .weights import TensorSource, check_layout, open_sources, transformer_key_map, vae_key
+
+log = logging.getLogger(__name__)
+
+# Block parameters that run in the low-precision compute dtype: the big matmuls and their biases.
+LOW_PRECISION_BLOCK_LINEARS = ("sa.mat_qkv.", "sa.proj.", "ca.mat_q.", "ca.mat_kv.", "ca.proj.", "ffn.fc1.", "ffn.fc2.")
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on CPU (fast enough, exact); bf16 where the GPU supports it, else fp16."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def _resolve(device, dtype) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype if dtype is not None else default_dtype(device)
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise InfinityError(f"dtype must be float32, bfloat16 or float16, got {dtype}")
+    return device, dtype
+
+
+def _assign(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    setattr(owner, leaf, nn.Parameter(tensor, requires_grad=False))
+
+
+def _check_layout(module: nn.Module, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    check_layout({k: tuple(v.shape) for k, v in module.state_dict().items()}, shapes, source)
+
+
+def _meta(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+
+
+def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placement) -> None:
+    """Assign every mapped tensor, one at a time: read, cast and move per `placement(name) -> (device, dtype)`."""
+    for source in sources:
+        for key in source.shapes():
+            name = key_map(key)
+            if name is not None:
+                device, dtype = placement(name)
+                _assign(module, name, source.tensor(key).to(device=device, dtype=dtype))
+
+
+def _block_param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
+    if name.startswith("blocks.") and any(part in name for part in LOW_PRECISION_BLOCK_LINEARS):
+        return dtype
+    return torch.float32
+
+
+def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> InfinityTransformer:
+    """An Infinity transformer from an official `.pth`, a `.safetensors` file, or a shard folder/index JSON."""
+    device, dtype = _resolve(device, dtype)
+    source_name = f"transformer file '{Path(path)}'"
+    sources = open_sources(path)
+    shapes = {k: s for src in sources for k, s in src.shapes().items()}
+    key_map, chunks = transformer_key_map(shapes)
+    internal_shapes = {key_map[k]: s for k, s in shapes.items() if k in key_map}
+    config = transformer_config_from_state_dict(_meta(internal_shapes), block_chunks=chunks, source=source_name)
+    with torch.device("meta"):
+        model = InfinityTransformer(config)
+    _check_layout(model, internal_shapes, source_name)
+    _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)))
+    log.info("loaded %s: %s on %s, blocks in %s", source_name, config, device, dtype)
+    return model.eval()
+
+
+def load_vae(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None, *,
+             with_encoder: bool = True) -> BitwiseVAE:
+    """The BSQ autoencoder from an official `{'vae': ...}` `.pth` or a `.safetensors` file."""
+    device, dtype = _resolve(device, dtype)
+    source_name = f"VAE file '{Path(path)}'"
+    sources = open_sources(path)
+    internal_shapes = {name: s for src in sources for k, s in src.shapes().items() if (name := vae_key(k)) is not None}
+    if not with_encoder:
+        internal_shapes = {k: s for k, s in internal_shapes.items() if not k.startswith("encoder.")}
+    config = vae_config_from_state_dict(_meta(internal_shapes), source=source_name)
+    with torch.device("meta"):
+        model = BitwiseVAE(config, with_encoder=with_encoder)
+    _check_layout(model, internal_shapes, source_name)
+    wanted = set(internal_shapes)
+    _stream_into(model, sources, lambda k: name if (name := vae_key(k)) in wanted else None,
+                 lambda name: (device, dtype))
+    log.info("loaded %s: %s on %s in %s", source_name, config, device, dtype)
+    return model.eval()
+
+
+def check_pair(transformer_config: TransformerConfig, vae_config: VAEConfig,
+               transformer_name: str = "the transformer", vae_name: str = "the VAE") -> None:
+    """Refuse a VAE whose bits do not match the transformer's bit head, naming both files and numbers."""
+    per_token = vae_config.codebook_dim * (4 if transformer_config.spatial_patchify else 1)
+    if per_token != transformer_config.bits_per_token:
+        detail = " (2x2 patches of VAE latents)" if transformer_config.spatial_patchify else ""
+        raise InfinityError(
+            f"{vae_name} has {vae_config.codebook_dim}-bit codes but {transformer_name} predicts "
+            f"{transformer_config.bits_per_token} bits per token{detail}; pair the 2B with a d32 VAE "
+            f"(infinity_vae_d32reg) and the 8B with infinity_vae_d56_f8_14_patchify")

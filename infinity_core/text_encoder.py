@@ -1,0 +1,100 @@
+"""The text encoder: flan-t5-xl's encoder (or any T5 encoder) from a local folder, via transformers.
+
+Port of FoundationVision/Infinity `tools/run_infinity.py:load_tokenizer` / `encode_prompt`: tokenizer
+loaded with `legacy=True`, at most 512 tokens, T5 appends `</s>`; the features are `last_hidden_state`
+in fp32 at the valid positions. Prompts are padded to the longest prompt of the call rather than to
+512: T5 masks padding out of every attention, so the valid rows come out the same (a test checks it)
+and a short prompt costs a few tokens of compute instead of 512. transformers is imported only here,
+when a text encoder is actually loaded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .errors import InfinityError
+from .text import TextCondition
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_TOKENS = 512   # tokenizer.model_max_length in run_infinity.py:152
+
+
+class T5TextEncoder:
+    """Tokenizer + T5 encoder; `encode(prompts)` gives a `TextCondition`."""
+
+    def __init__(self, tokenizer, model, max_length: int = MAX_TEXT_TOKENS):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.max_length = max_length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def channels(self) -> int:
+        return self.model.config.d_model
+
+    def to(self, device: torch.device | str) -> "T5TextEncoder":
+        self.model.to(device)
+        return self
+
+    def tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Token ids per prompt, `</s>` included, truncated to `max_length`."""
+        batch = self.tokenizer(list(prompts), max_length=self.max_length, truncation=True)
+        return [list(ids) for ids in batch["input_ids"]]
+
+    def encode_ids(self, ids: Sequence[Sequence[int]]) -> TextCondition:
+        """Features of already tokenized prompts (each a list of ids ending with `</s>`)."""
+        lengths = [len(row) for row in ids]
+        if not lengths or min(lengths) == 0:
+            raise InfinityError("every prompt must have at least one token")
+        longest = max(lengths)
+        input_ids = torch.zeros(len(ids), longest, dtype=torch.long)      # pad id 0
+        attention_mask = torch.zeros(len(ids), longest, dtype=torch.long)
+        for row, tokens in enumerate(ids):
+            input_ids[row, :len(tokens)] = torch.tensor(tokens)
+            attention_mask[row, :len(tokens)] = 1
+        with torch.inference_mode():
+            hidden = self.model(input_ids=input_ids.to(self.device),
+                                attention_mask=attention_mask.to(self.device)).last_hidden_state.float()
+        return TextCondition.from_features([hidden[row, :n].cpu() for row, n in enumerate(lengths)])
+
+    def encode(self, prompts: str | Sequence[str]) -> TextCondition:
+        """Encode one prompt or a list of prompts (an empty prompt still yields `</s>`)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return self.encode_ids(self.tokenize(prompts))
+
+
+def _default_text_dtype(device: torch.device) -> torch.dtype:
+    # Upstream runs flan-t5-xl in fp16 on the GPU (transformers keeps T5's `wo` layers in fp32 for that).
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> T5TextEncoder:
+    """A T5 encoder and its tokenizer from a local folder (config.json, weights, tokenizer files); no download."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InfinityError(f"text encoder folder '{folder}' does not exist; it must be a local copy of "
+                            "google/flan-t5-xl (config.json, model weights, tokenizer files)")
+    if not (folder / "config.json").is_file():
+        raise InfinityError(f"text encoder folder '{folder}' has no config.json; expected a Hugging Face T5 folder "
+                            "such as google/flan-t5-xl")
+    from transformers import AutoTokenizer, T5EncoderModel   # heavy import, only when a text encoder is used
+
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    dtype = dtype if dtype is not None else _default_text_dtype(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), legacy=True, local_files_only=True)
+        model = T5EncoderModel.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise InfinityError(f"text encoder folder '{folder}' could not be loaded as a T5 encoder with its "
+                            f"tokenizer: {str(err).splitlines()[0]}") from None
+    model.to(device).eval().requires_grad_(False)
+    log.info("loaded text encoder '%s' (d_model %d) on %s in %s", folder, model.config.d_model, device, dtype)
+    return T5TextEncoder(tokenizer, model)

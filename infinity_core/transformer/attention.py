@@ -1,0 +1,105 @@
+"""Attention layers: block-causal cosine self-attention with 2D RoPE, cross-attention over the text,
+and the attentive pool that turns the text into the start token.
+
+Ports of FoundationVision/Infinity `basic.py:SelfAttention` (cos_attn=True, KV caching) and
+`basic.py:CrossAttention` (also used `for_attn_pool` by `infinity.py:TextAttentivePool`). Upstream
+attends over packed variable-length text with flash-attn; here the text is padded per sample and
+masked, and every attention is torch SDPA, so neither flash-attn nor a GPU is required.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kv_cache import KVCache, TextKV
+from .layers import linear
+from .rope import apply_rope
+
+MAX_LOG_ATTN_SCALE = math.log(100.0)   # cos-attention temperature is clamped at 100 (basic.py:222)
+
+
+def _with_zero_key_bias(q_bias: torch.Tensor | None, v_bias: torch.Tensor) -> torch.Tensor:
+    """Bias of a fused [q|k|v] or [k|v] projection: keys never get a bias (upstream's zero_k_bias buffer)."""
+    zeros = torch.zeros_like(v_bias)
+    return torch.cat((zeros, v_bias) if q_bias is None else (q_bias, zeros, v_bias))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head cosine attention: q, k L2-normalised per head, q scaled by a learned per-head temperature."""
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, width // num_heads
+        self.mat_qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(width))
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), math.log(4.0)))
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+                cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, l, C] -> [B, l, C].  With `cache`, x is one scale and attends to every cached scale and
+        itself (no mask); without, x is a whole sequence and `mask` [l, l] (True = attend) applies."""
+        B, l, C = x.shape
+        weight = self.mat_qkv.weight
+        bias = _with_zero_key_bias(self.q_bias, self.v_bias).to(weight.dtype)
+        qkv = F.linear(x.to(weight.dtype), weight, bias).view(B, l, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                              # [B, H, l, hd] each
+        temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()        # [1, H, 1, 1]
+        q = apply_rope(F.normalize(q.float(), dim=-1, eps=1e-12).mul(temperature), cos, sin).to(v.dtype)
+        k = apply_rope(F.normalize(k.float(), dim=-1, eps=1e-12), cos, sin).to(v.dtype)
+        if cache is not None:
+            k, v = cache.store(block, k, v)                                          # [B, H, L_seen, hd]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)     # [B, H, l, hd]
+        return linear(out.transpose(1, 2).reshape(B, l, C), self.proj)
+
+
+class CrossAttention(nn.Module):
+    """Image tokens attend to the text tokens of their own sample (standard 1/sqrt(hd) softmax scale)."""
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, width // num_heads
+        self.mat_q = nn.Linear(width, width)
+        self.mat_kv = nn.Linear(width, 2 * width, bias=False)
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.proj = nn.Linear(width, width)
+
+    def text_kv(self, text: torch.Tensor, mask: torch.Tensor | None) -> TextKV:
+        """Keys/values of projected text [B, Lt, C] (computed once per generation and block)."""
+        B, Lt, _ = text.shape
+        weight = self.mat_kv.weight
+        kv = F.linear(text.to(weight.dtype), weight, _with_zero_key_bias(None, self.v_bias).to(weight.dtype))
+        keys, values = kv.view(B, Lt, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return TextKV(keys, values, mask)                                              # [B, H, Lt, hd]
+
+    def forward(self, x: torch.Tensor, text: TextKV) -> torch.Tensor:
+        """x [B, l, C] -> [B, l, C]."""
+        B, l, C = x.shape
+        q = linear(x, self.mat_q).view(B, l, self.num_heads, self.head_dim).transpose(1, 2)   # [B, H, l, hd]
+        out = F.scaled_dot_product_attention(q, text.keys, text.values, attn_mask=text.mask)
+        return linear(out.transpose(1, 2).reshape(B, l, C), self.proj)
+
+
+class TextAttentivePool(nn.Module):
+    """One learned query per head attends over a sample's text tokens; the result is the start token."""
+
+    def __init__(self, text_channels: int, width: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, width // num_heads
+        self.mat_q = nn.Parameter(torch.zeros(1, num_heads, self.head_dim))
+        self.mat_kv = nn.Linear(text_channels, 2 * width, bias=False)
+        self.v_bias = nn.Parameter(torch.zeros(width))
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, text: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Normalised text [B, Lt, Ct5] (mask [B, 1, 1, Lt]) -> pooled condition [B, C] (fp32)."""
+        B, Lt, _ = text.shape
+        kv = F.linear(text.float(), self.mat_kv.weight.float(), _with_zero_key_bias(None, self.v_bias).float())
+        keys, values = kv.view(B, Lt, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        query = self.mat_q.float().unsqueeze(2).expand(B, -1, -1, -1)                # [B, H, 1, hd]
+        pooled = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)  # [B, H, 1, hd]
+        return F.linear(pooled.reshape(B, -1), self.proj.weight.float(), self.proj.bias.float())

@@ -1,0 +1,53 @@
+"""Per-generation attention state: self-attention keys/values of earlier scales, text keys/values.
+
+The sampler creates one `KVCache` per generation and drops it at the end, so the cached model object
+never holds state between runs (an interrupted run leaves nothing behind). Buffers are allocated once
+for the whole schedule; every scale writes its slice in place instead of re-concatenating the past.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TextKV:
+    """One block's cross-attention keys/values over the (padded) text, computed once per generation."""
+
+    keys: torch.Tensor             # [B, H, Lt, hd]
+    values: torch.Tensor           # [B, H, Lt, hd]
+    mask: torch.Tensor | None      # [B, 1, 1, Lt] bool (True = attend), None when every text has length Lt
+
+    def rows(self, batch: int) -> "TextKV":
+        """The first `batch` samples (the conditional half when the unconditional one is no longer needed)."""
+        if batch == self.keys.shape[0]:
+            return self
+        mask = None if self.mask is None else self.mask[:batch]
+        return TextKV(self.keys[:batch], self.values[:batch], mask)
+
+
+class KVCache:
+    """Preallocated self-attention keys/values for `depth` blocks, filled scale by scale."""
+
+    def __init__(self, depth: int, batch: int, num_heads: int, head_dim: int, total_tokens: int,
+                 dtype: torch.dtype, device: torch.device):
+        shape = (batch, num_heads, total_tokens, head_dim)
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]     # [B, H, L, hd] each
+        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]
+        self.text: list[TextKV] = []
+        self.start = 0    # first token of the scale being computed
+        self.end = 0      # one past its last token
+
+    def begin_scale(self, num_tokens: int) -> None:
+        """Move the write window to the next `num_tokens` positions."""
+        self.start, self.end = self.end, self.end + num_tokens
+
+    def store(self, block: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this scale's keys/values [b, H, l, hd] and return all visible ones [b, H, end, hd].
+
+        `b` may be smaller than the allocated batch once the unconditional half is dropped."""
+        b = keys.shape[0]
+        self.keys[block][:b, :, self.start:self.end] = keys
+        self.values[block][:b, :, self.start:self.end] = values
+        return self.keys[block][:b, :, :self.end], self.values[block][:b, :, :self.end]

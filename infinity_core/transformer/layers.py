@@ -1,0 +1,61 @@
+"""Small building blocks of the Infinity transformer: norms, adaptive norms, the FFN, a dtype-aware linear.
+
+Ports of FoundationVision/Infinity `basic.py` (FastRMSNorm, FFN, AdaLNBeforeHead) and
+`fused_op.py:fused_ada_layer_norm`. Norms and modulation always run in fp32; only the big matmuls
+(`linear`) run in the weights' dtype, which may be bf16/fp16.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """`layer(x)` computed in the layer's weight dtype (x is cast to it); the result keeps that dtype."""
+    return F.linear(x.to(layer.weight.dtype), layer.weight, layer.bias)
+
+
+def ada_layer_norm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm without affine in fp32, then modulate: LN(x) * (1 + scale) + shift.  x [B, L, C], scale/shift [B, 1, C]."""
+    normed = F.layer_norm(x.float(), x.shape[-1:], eps=eps)
+    return normed.mul(scale.add(1)).add_(shift)
+
+
+class RMSNorm(nn.Module):
+    """RMS norm with a learned weight, computed in fp32 (the text features' `text_norm`)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
+
+
+class FeedForward(nn.Module):
+    """fc1 -> GELU(tanh) -> fc2."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(F.gelu(linear(x, self.fc1), approximate="tanh"), self.fc2)
+
+
+class AdaLNBeforeHead(nn.Module):
+    """The head's own adaptive LayerNorm: scale and shift come from the start-token condition (not shared)."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x [B, l, C], cond [B, C] -> [B, l, C] fp32."""
+        scale, shift = self.ada_lin(cond.float()).view(-1, 1, 2, x.shape[-1]).unbind(2)   # [B, 1, C] each
+        return ada_layer_norm(x, scale, shift, self.eps)

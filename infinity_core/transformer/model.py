@@ -1,0 +1,136 @@
+"""The Infinity transformer: text -> start token and per-block text keys, then blocks -> bit logits.
+
+Port of FoundationVision/Infinity `infinity.py:Infinity` and `basic.py:CrossAttnBlock` with the
+flags of every published model fixed (shared AdaLN, cos-attention, 2D RoPE normalised by h/w, level
+embedding before the first block only, bit-label head, fused-norm path). The per-scale step used by
+the sampler is `forward_scale`; `forward_teacher` is the block-causal whole-sequence pass (training,
+and the reference the KV-cached path is tested against).
+
+Shapes: B batch, l tokens of one scale, L tokens of a whole schedule, C width, Lt text tokens,
+Ct5 text channels, d bits per token, V = 2d bit logits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import TransformerConfig
+from ..schedules import Schedule
+from ..text import TextCondition
+from .attention import CrossAttention, SelfAttention, TextAttentivePool
+from .kv_cache import KVCache, TextKV
+from .layers import AdaLNBeforeHead, FeedForward, RMSNorm, ada_layer_norm
+from .rope import rope_table
+
+
+@dataclass(frozen=True)
+class TextContext:
+    """What the blocks need from the text, computed once per generation."""
+
+    cond: torch.Tensor            # [B, C] pooled text (the start token's content; also the head's AdaLN input)
+    ada: torch.Tensor             # [B, 1, 6, C] shared AdaLN gamma/scale/shift before each block's own offset
+    text_kv: list[TextKV]         # per block: cross-attention keys/values [B, H, Lt, hd]
+
+    def rows(self, batch: int) -> "TextContext":
+        if batch == self.cond.shape[0]:
+            return self
+        return TextContext(self.cond[:batch], self.ada[:batch], [kv.rows(batch) for kv in self.text_kv])
+
+
+class CrossAttnBlock(nn.Module):
+    """x += g1 * SA(adaLN(x)); x += CA(LN(x), text); x += g2 * FFN(adaLN(x))."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        C = config.width
+        self.eps = config.norm_eps
+        self.ada_gss = nn.Parameter(torch.zeros(1, 1, 6, C))
+        self.sa = SelfAttention(C, config.num_heads)
+        self.ca = CrossAttention(C, config.num_heads)
+        self.ca_norm = nn.LayerNorm(C, eps=config.norm_eps)
+        self.ffn = FeedForward(C, config.ffn_hidden)
+
+    def forward(self, x: torch.Tensor, ada: torch.Tensor, text: TextKV, cos: torch.Tensor, sin: torch.Tensor, *,
+                cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, l, C] fp32 -> [B, l, C] fp32."""
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = (self.ada_gss + ada).unbind(2)   # [B, 1, C] each
+        attended = self.sa(ada_layer_norm(x, scale1, shift1, self.eps), cos, sin, cache=cache, block=block, mask=mask)
+        x = x + attended.float().mul_(gamma1)
+        x = x + self.ca(self.ca_norm(x), text).float()
+        return x + self.ffn(ada_layer_norm(x, scale2, shift2, self.eps)).float().mul_(gamma2)
+
+
+class InfinityTransformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        C, Ct5 = config.width, config.text_channels
+        self.cfg_uncond = nn.Parameter(torch.zeros(config.text_maxlen, Ct5))   # learned "no prompt" text
+        self.text_norm = RMSNorm(Ct5, eps=config.norm_eps)
+        self.text_pool = TextAttentivePool(Ct5, C, config.pool_heads)
+        self.text_proj = nn.Sequential(nn.Linear(Ct5, C), nn.GELU(approximate="tanh"), nn.Linear(C, C))
+        self.pos_start = nn.Parameter(torch.zeros(1, 1, C))
+        self.lvl_embed = nn.Embedding(config.num_levels, C)
+        self.word_embed = nn.Linear(config.bits_per_token, C)
+        self.shared_ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
+        self.blocks = nn.ModuleList(CrossAttnBlock(config) for _ in range(config.depth))
+        self.head_nm = AdaLNBeforeHead(C, eps=config.norm_eps)
+        self.head = nn.Linear(C, config.num_bit_logits)
+
+    # --- text ----------------------------------------------------------------------------------------
+    def unconditional_text(self, lengths: tuple[int, ...]) -> TextCondition:
+        """The learned unconditional embedding, cut to each prompt's length (infinity.py:488-493)."""
+        if max(lengths) > self.cfg_uncond.shape[0]:
+            raise ValueError(f"a prompt has {max(lengths)} tokens; this model's unconditional text holds "
+                             f"{self.cfg_uncond.shape[0]}")
+        return TextCondition.from_features([self.cfg_uncond[:n].float() for n in lengths])
+
+    def prepare_text(self, text: TextCondition) -> TextContext:
+        """Start-token condition, shared AdaLN parameters and every block's text keys/values."""
+        features, mask = text.to(self.pos_start.device).padded()       # [B, Lt, Ct5], [B, 1, 1, Lt]
+        normed = self.text_norm(features)
+        cond = self.text_pool(normed, mask)                              # [B, C]
+        projected = self.text_proj(normed)                               # [B, Lt, C]
+        ada = self.shared_ada_lin(cond).view(cond.shape[0], 1, 6, -1)    # [B, 1, 6, C]
+        return TextContext(cond, ada, [block.ca.text_kv(projected, mask) for block in self.blocks])
+
+    # --- image tokens --------------------------------------------------------------------------------
+    def start_tokens(self, context: TextContext) -> torch.Tensor:
+        """The first scale's input: pooled text + learned position, [B, 1, C]."""
+        return context.cond.unsqueeze(1) + self.pos_start
+
+    def embed_bits_input(self, next_input: torch.Tensor) -> torch.Tensor:
+        """Next-scale input codes [B, l, d] -> tokens [B, l, C]."""
+        return self.word_embed(next_input.float())
+
+    def forward_scale(self, x: torch.Tensor, scale_index: int, cos: torch.Tensor, sin: torch.Tensor,
+                      context: TextContext, cache: KVCache) -> torch.Tensor:
+        """One scale's tokens x [b, l, C] through every block, attending to all cached scales -> [b, l, C]."""
+        x = x + self.lvl_embed.weight[scale_index]
+        context = context.rows(x.shape[0])
+        for index, block in enumerate(self.blocks):
+            x = block(x, context.ada, context.text_kv[index], cos, sin, cache=cache, block=index)
+        return x
+
+    def logits(self, hidden: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Hidden states [b, l, C] and pooled text [b, C] -> bit logits [b, l, V] (fp32)."""
+        normed = self.head_nm(hidden.float(), cond)
+        return nn.functional.linear(normed, self.head.weight.float(), self.head.bias.float())
+
+    def forward_teacher(self, text: TextCondition, next_inputs: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """Teacher-forced logits [B, L, V] for a whole schedule.
+
+        `next_inputs` [B, L - l0, d] are the inputs of scales 1.. (the start token is scale 0's input);
+        a token of scale s sees every token of scales <= s (infinity.py:416-418)."""
+        context = self.prepare_text(text)
+        tokens = torch.cat([self.start_tokens(context), self.embed_bits_input(next_inputs)], dim=1)   # [B, L, C]
+        device = tokens.device
+        scale_of_token = torch.cat([torch.full((h * w,), s, device=device) for s, (h, w) in enumerate(schedule.grids)])
+        x = tokens + self.lvl_embed(scale_of_token)
+        mask = scale_of_token[:, None] >= scale_of_token[None, :]                                     # [L, L]
+        cos, sin = (t.to(device) for t in rope_table(schedule, self.config.head_dim))
+        for index, block in enumerate(self.blocks):
+            x = block(x, context.ada, context.text_kv[index], cos, sin, mask=mask)
+        return self.logits(x, context.cond)

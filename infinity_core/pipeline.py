@@ -1,0 +1,72 @@
+"""The reference non-ComfyUI path: prompt -> T5 -> bitwise sampling -> VAE decode -> image.
+
+Components are passed in explicitly (`InfinityPipeline(transformer, vae, text_encoder)`); the text
+encoder is optional when the caller brings a `TextCondition`. Upstream's equivalent is
+`tools/run_infinity.py:gen_one_img`, minus its uint8/BGR conversion inside the model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from PIL import Image
+
+from .errors import InfinityError
+from .loading import check_pair, load_transformer, load_vae
+from .sampling import GenerationResult, ProgressCallback, generate
+from .text import TextCondition
+from .text_encoder import T5TextEncoder, load_text_encoder
+from .tokenizer.autoencoder import BitwiseVAE
+from .transformer.model import InfinityTransformer
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [-1, 1] -> [B, H, W, 3] uint8, truncating as upstream does (infinity.py:639-640)."""
+    return ((images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).mul(255).to(torch.uint8).cpu()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    return [Image.fromarray(array.numpy()) for array in to_uint8(images)]
+
+
+@dataclass
+class InfinityPipeline:
+    transformer: InfinityTransformer
+    vae: BitwiseVAE
+    text_encoder: T5TextEncoder | None = None
+
+    def __post_init__(self):
+        check_pair(self.transformer.config, self.vae.config)
+
+    @classmethod
+    def from_files(cls, transformer: str | os.PathLike, vae: str | os.PathLike,
+                   text_encoder: str | os.PathLike | None = None, device=None,
+                   dtype: torch.dtype | None = None) -> "InfinityPipeline":
+        model = load_transformer(transformer, device, dtype)
+        device = model.pos_start.device
+        autoencoder = load_vae(vae, device, dtype, with_encoder=False)
+        check_pair(model.config, autoencoder.config, f"transformer '{transformer}'", f"VAE '{vae}'")
+        encoder = load_text_encoder(text_encoder, device) if text_encoder is not None else None
+        return cls(model, autoencoder, encoder)
+
+    def encode(self, prompts: str | Sequence[str]) -> TextCondition:
+        if self.text_encoder is None:
+            raise InfinityError("this pipeline has no text encoder; pass a TextCondition instead of a prompt")
+        return self.text_encoder.encode(prompts)
+
+    def decode(self, result: GenerationResult) -> torch.Tensor:
+        """[B, 3, H, W] float32 RGB in [-1, 1]."""
+        return self.vae.decode(result.codes)
+
+    def __call__(self, prompt: str | Sequence[str] | TextCondition, negative_prompt: str | TextCondition | None = None,
+                 *, callback: ProgressCallback | None = None, **sampling) -> torch.Tensor:
+        """Images [B, 3, H, W] in [-1, 1]; `sampling` takes `generate`'s keywords (h_div_w, pixels, cfg, ...)."""
+        cond = prompt if isinstance(prompt, TextCondition) else self.encode(prompt)
+        negative = negative_prompt
+        if isinstance(negative_prompt, str):   # an empty negative prompt means the learned unconditional text
+            negative = self.encode(negative_prompt) if negative_prompt else None
+        result = generate(self.transformer, cond, negative, callback=callback, **sampling)
+        with torch.inference_mode():
+            return self.decode(result)

@@ -101,7 +101,8 @@ def transformer_config_from_state_dict(state_dict: Mapping[str, torch.Tensor], *
     """Infer the transformer architecture from an internal-layout state dict (keys `blocks.{i}.`)."""
     depth = _count_indices(state_dict.keys(), _BLOCK_KEY)
     if depth == 0:
-        raise InfinityError(f"{source}: no transformer blocks found (no 'blocks.N.' or 'block_chunks.N.module.M.' keys)")
+        raise InfinityError(f"{source} is not an Infinity transformer checkpoint: it has no transformer blocks "
+                            "(no 'block_chunks.N.module.M.' keys)")
     width, bits = _shape(state_dict, "word_embed.weight", source)
     num_heads = _shape(state_dict, "blocks.0.sa.scale_mul_1H11", source)[1]
     ffn_hidden = _shape(state_dict, "blocks.0.ffn.fc1.weight", source)[0]

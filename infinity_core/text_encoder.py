@@ -85,13 +85,16 @@ def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype
     if not (folder / "config.json").is_file():
         raise InfinityError(f"text encoder folder '{folder}' has no config.json; expected a Hugging Face T5 folder "
                             "such as google/flan-t5-xl")
-    from transformers import AutoTokenizer, T5EncoderModel   # heavy import, only when a text encoder is used
+    import transformers   # heavy import, only when a text encoder is used
 
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype if dtype is not None else _default_text_dtype(device)
+    # transformers renamed `torch_dtype` to `dtype` in 4.56; ComfyUI installs may have either.
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    dtype_kwarg = {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), legacy=True, local_files_only=True)
-        model = T5EncoderModel.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), legacy=True, local_files_only=True)
+        model = transformers.T5EncoderModel.from_pretrained(str(folder), local_files_only=True, **dtype_kwarg)
     except (OSError, ValueError, KeyError) as err:
         raise InfinityError(f"text encoder folder '{folder}' could not be loaded as a T5 encoder with its "
                             f"tokenizer: {str(err).splitlines()[0]}") from None

@@ -1,0 +1,160 @@
+"""Sampler behaviour: KV cache vs the block-causal pass, seeds, batches, guidance, interruption."""
+import pytest
+import torch
+
+from infinity_core import InfinityError, generate, get_schedule, load_transformer
+from infinity_core.sampling import SamplingConfig, ScaleSampler, sample_bits
+from infinity_core.text import TextCondition
+from infinity_core.tokenizer.bsq import bits_to_codes, next_scale_input, upsample_codes
+
+from conftest import FIXTURES
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
+
+
+@pytest.fixture(scope="module")
+def fox(fixture_tensors):
+    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p1_kv_compact"]])
+
+
+@pytest.fixture(scope="module")
+def lighthouse(fixture_tensors):
+    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p0_kv_compact"]])
+
+
+def _sampled(model, cond, **overrides):
+    settings = dict(pixels="0.06M", cfg=3.0, tau=1.0, top_k=900, top_p=0.97, seed=0) | overrides
+    return generate(model, cond, **settings)
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.bits, b.bits)) and torch.equal(a.codes, b.codes)
+
+
+def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
+    """Scale-by-scale logits with the KV cache == the teacher-forced pass over the same (random) bits."""
+    schedule = get_schedule(0.75, "0.06M")
+    generator = torch.Generator().manual_seed(3)
+    bits = [torch.randint(0, 2, (1, h * w, 32), generator=generator, dtype=torch.uint8) for h, w in schedule.grids]
+    sampling = SamplingConfig.build(schedule.num_scales, cfg=1.0, tau=1.0)
+    cached, inputs, summed = [], [], 0.0
+    with torch.inference_mode():
+        sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=0)
+        for scale, (h, w) in enumerate(schedule.grids):
+            cached.append(sampler.scale_logits(scale).flatten(2))
+            sampler.commit(scale, bits[scale])
+            codes = bits_to_codes(bits[scale].view(1, h, w, 32))
+            if scale + 1 < schedule.num_scales:       # independent rebuild of the next inputs
+                summed = summed + upsample_codes(codes, schedule.final_grid)
+                inputs.append(next_scale_input(summed, schedule.grids[scale + 1], patchify=False))
+        teacher = model.forward_teacher(fox, torch.cat(inputs, dim=1), schedule)
+    torch.testing.assert_close(torch.cat(cached, dim=1), teacher, atol=2e-5, rtol=0)
+
+
+def test_same_seed_same_image_other_seed_other_image(model, fox):
+    first, again, other = _sampled(model, fox, seed=7), _sampled(model, fox, seed=7), _sampled(model, fox, seed=8)
+    assert _same(first, again)
+    assert not torch.equal(first.codes, other.codes)
+
+
+def test_batch_shapes_and_distinct_samples(model, fox, lighthouse):
+    both = TextCondition.from_features(fox.split() + lighthouse.split())
+    result = _sampled(model, both, batch_size=2, h_div_w=0.5)
+    schedule = get_schedule(0.5, "0.06M")
+    assert [tuple(b.shape) for b in result.bits] == [(4, h, w, 32) for h, w in schedule.grids]
+    assert result.codes.shape == (4, 32, *schedule.final_grid)
+    assert set(torch.unique(torch.cat([b.flatten() for b in result.bits])).tolist()) == {0, 1}
+    assert not torch.equal(result.codes[0], result.codes[1])           # same prompt, different draws
+
+
+def test_without_guidance_no_unconditional_rows(model, fox):
+    schedule = get_schedule(1.0, "0.06M")
+    sampling = SamplingConfig.build(schedule.num_scales, cfg=1.0, tau=1.0)
+    sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=0)
+    assert sampler.cache.keys[0].shape[0] == 1 and sampler.context.cond.shape[0] == 1
+
+
+def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_nothing(model, fox):
+    """Upstream runs [cond; uncond] to the end once any scale guides; we stop the uncond half after the last
+    guided scale. Since nothing later reads its KV cache, the bits must be identical."""
+    schedule = get_schedule(1.0, "0.06M")
+    cfg = [4.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0]
+    sampling = SamplingConfig.build(schedule.num_scales, cfg=cfg, tau=1.0, top_k=900, top_p=0.97)
+
+    def run(keep_uncond_to_end: bool):
+        with torch.inference_mode():
+            sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=4)
+            if keep_uncond_to_end:
+                sampler.uncond_until = schedule.num_scales
+            for scale in range(schedule.num_scales):
+                sampler.step(scale)
+            return sampler.result()
+    lean = run(False)
+    assert lean.bits and run(True).bits and _same(lean, run(True))
+
+
+def test_learned_unconditional_text_as_negative_equals_no_negative(model, fox):
+    negative = model.unconditional_text(fox.lengths)
+    assert _same(_sampled(model, fox, seed=2), _sampled(model, fox, negative=negative, seed=2))
+
+
+def test_negative_prompt_changes_the_image(model, fox, lighthouse):
+    plain = _sampled(model, fox, seed=2)
+    steered = _sampled(model, fox, negative=lighthouse, seed=2)
+    assert not torch.equal(plain.codes, steered.codes)
+
+
+def test_interrupt_leaves_the_model_clean(model, fox):
+    reference = _sampled(model, fox, seed=11)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(done, total):
+        if done == 3:
+            raise Stop
+    with pytest.raises(Stop):
+        _sampled(model, fox, seed=11, callback=stop_after_three)
+    assert _same(reference, _sampled(model, fox, seed=11))
+
+
+def test_progress_callback_counts_scales(model, fox):
+    seen = []
+    _sampled(model, fox, callback=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 7) for i in range(1, 8)]
+
+
+def test_top_k_1_is_greedy_and_top_p_makes_confident_bits_deterministic():
+    logits = torch.tensor([[[[0.0, 2.0], [1.0, -1.0], [0.0, 0.1]]]])         # [1, 1, 3, 2]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        assert sample_bits(logits, 1, 0.0, generator).tolist() == [[[1, 0, 1]]]
+    # p(minority) of bit 0 is 0.12 > 0.03: random; with top_p 0.85 it is cut (0.12 <= 0.15)
+    draws = torch.stack([sample_bits(logits, 0, 0.85, generator) for _ in range(50)])
+    assert (draws[..., 0] == 1).all() and (draws[..., 1] == 0).all()
+    assert draws[..., 2].unique().numel() == 2                                 # a 52/48 bit stays random
+
+
+def test_bad_arguments_are_named(model, fox):
+    with pytest.raises(InfinityError, match="'cfg' lists 2 values but the schedule has 7"):
+        _sampled(model, fox, cfg=[3.0, 3.0])
+    with pytest.raises(InfinityError, match="'tau'"):
+        _sampled(model, fox, tau=0.0)
+    with pytest.raises(InfinityError, match="'batch_size'"):
+        _sampled(model, fox, batch_size=0)
+    with pytest.raises(InfinityError, match="pixel budget"):
+        _sampled(model, fox, pixels="4K")
+    with pytest.raises(InfinityError, match="128 channels but the transformer expects 256"):
+        _sampled(model, TextCondition.from_features([torch.zeros(3, 128)]))
+
+
+def test_bf16_runs_and_stays_close(fox):
+    low = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.bfloat16)
+    full = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
+    settings = dict(pixels="0.06M", cfg=3.0, tau=1.0, top_k=1, top_p=0.0, seed=0)
+    a, b = generate(low, fox, **settings), generate(full, fox, **settings)
+    agreement = torch.cat([(x == y).flatten() for x, y in zip(a.bits, b.bits)]).float().mean()
+    assert agreement > 0.9 and torch.isfinite(a.codes).all()

@@ -264,6 +264,11 @@ def train_specs() -> list[SceneSpec]:
     return [spec for spec in all_specs() if spec in train]
 
 
+@lru_cache(maxsize=1)
+def _train_specs_tuple() -> tuple[SceneSpec, ...]:
+    return tuple(train_specs())
+
+
 def is_train_combination(spec: SceneSpec) -> bool:
     """Whether this single-object combination may appear in training data."""
     _, train = _split()
@@ -283,11 +288,6 @@ def sample_train_spec(rng: np.random.Generator) -> SceneSpec:
     """A uniformly random train combination."""
     specs = _train_specs_tuple()
     return specs[rng.integers(len(specs))]
-
-
-@lru_cache(maxsize=1)
-def _train_specs_tuple() -> tuple[SceneSpec, ...]:
-    return tuple(train_specs())
 
 
 def sample_train_scene(rng: np.random.Generator, two_object_probability: float = 0.0) -> Scene:

@@ -5,7 +5,7 @@ devices and progress onto `infinity_core`. The graph they make:
     Load Infinity Model ---------------------------------+-> Infinity Bitwise Sampler --.
     Load Infinity VAE ------------------------------------------------------------------+-> Infinity Tokenizer Decode -> IMAGE
 """
-from . import model_folders, routes  # noqa: F401  (routes: registers GET /infinity/output_sizes)
+from . import model_folders, routes  # noqa: F401  (routes registers GET /infinity/output_sizes)
 from .decode import InfinityTokenizerDecode
 from .loader import InfinityTextEncoderLoader, InfinityTransformerLoader, InfinityVAELoader
 from .sampler import InfinityBitwiseSampler, InfinityBitwiseSamplerAdvanced

@@ -61,19 +61,19 @@ class InfinityTransformerLoader:
     def INPUT_TYPES(cls):
         names = model_folders.transformer_files()
         return {"required": {
-            "model_name": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_TRANSFORMER),
+            "model_file": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_TRANSFORMER),
                                    "tooltip": "Transformer weights in models/infinity. The pack's tiny demo model "
                                               f"({model_folders.DEMO_TRANSFORMER}) draws coloured shapes."}),
             "dtype": _dtype_input("transformer"),
         }}
 
-    def load(self, model_name: str, dtype: str):
-        path = model_folders.transformer_path(model_name)
+    def load(self, model_file: str, dtype: str):
+        path = model_folders.transformer_path(model_file)
         placement = comfy_bridge.transformer_placement(DTYPES[dtype])
 
         def read() -> InfinityModel:
             module = load_transformer(path, placement.offload_device, placement.dtype)
-            return InfinityModel(comfy_bridge.managed(module, placement), model_name, placement.dtype)
+            return InfinityModel(comfy_bridge.managed(module, placement), model_file, placement.dtype)
         return (_reuse_or_load(("transformer", *_file_identity(path), placement), read),)
 
 
@@ -91,19 +91,19 @@ class InfinityVAELoader:
     def INPUT_TYPES(cls):
         names = model_folders.vae_files()
         return {"required": {
-            "vae_name": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_VAE),
+            "vae_file": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_VAE),
                                  "tooltip": "Tokenizer weights in models/infinity or models/vae; pick the one "
                                             "trained with your transformer."}),
             "dtype": _dtype_input("VAE"),
         }}
 
-    def load(self, vae_name: str, dtype: str):
-        path = model_folders.vae_path(vae_name)
+    def load(self, vae_file: str, dtype: str):
+        path = model_folders.vae_path(vae_file)
         placement = comfy_bridge.vae_placement(DTYPES[dtype])
 
         def read() -> InfinityVAE:
             module = load_vae(path, placement.offload_device, placement.dtype, with_encoder=False)
-            return InfinityVAE(comfy_bridge.managed(module, placement), vae_name)
+            return InfinityVAE(comfy_bridge.managed(module, placement), vae_file)
         return (_reuse_or_load(("vae", *_file_identity(path), placement), read),)
 
 
@@ -121,18 +121,18 @@ class InfinityTextEncoderLoader:
     def INPUT_TYPES(cls):
         names = model_folders.text_encoder_folders()
         return {"required": {
-            "text_encoder_name": (names, {
+            "text_encoder_folder": (names, {
                 "default": model_folders.preferred_default(names, model_folders.DEMO_TEXT_ENCODER),
                 "tooltip": "A folder under models/text_encoders holding config.json, the weights and the tokenizer "
                            "files (flan-t5-xl for the published models; the demo model has its own small T5)."}),
             "dtype": _dtype_input("text encoder"),
         }}
 
-    def load(self, text_encoder_name: str, dtype: str):
-        folder = model_folders.text_encoder_path(text_encoder_name)
+    def load(self, text_encoder_folder: str, dtype: str):
+        folder = model_folders.text_encoder_path(text_encoder_folder)
         placement = comfy_bridge.text_encoder_placement(DTYPES[dtype])
 
         def read() -> InfinityTextEncoder:
             encoder = load_text_encoder(folder, placement.offload_device, placement.dtype)
-            return InfinityTextEncoder(encoder, text_encoder_name, placement.load_device, placement.offload_device)
+            return InfinityTextEncoder(encoder, text_encoder_folder, placement.load_device, placement.offload_device)
         return (_reuse_or_load(("text_encoder", *_folder_identity(folder), placement), read),)

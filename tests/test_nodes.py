@@ -115,12 +115,12 @@ def test_loaders_list_comfyui_folders_and_extra_model_paths(env):
     """models/infinity, an extra_model_paths entry and models/vae are listed; text encoders are folders
     with a config.json, and the pack's own text encoder folder is not added to ComfyUI's list."""
     folder_paths = sys.modules["folder_paths"]
-    transformer_names = env.NODE_CLASS_MAPPINGS["InfinityTransformerLoader"].INPUT_TYPES()["required"]["model_name"][0]
+    transformer_names = env.NODE_CLASS_MAPPINGS["InfinityTransformerLoader"].INPUT_TYPES()["required"]["model_file"][0]
     assert {TINY_NAMES.transformer, EXTRA_MODEL_FILE} <= set(transformer_names)
     assert str(env.nodes.model_folders.PACK_MODELS_DIR / "infinity") in folder_paths.get_folder_paths("infinity")
-    vae_names = env.NODE_CLASS_MAPPINGS["InfinityVAELoader"].INPUT_TYPES()["required"]["vae_name"][0]
+    vae_names = env.NODE_CLASS_MAPPINGS["InfinityVAELoader"].INPUT_TYPES()["required"]["vae_file"][0]
     assert {TINY_NAMES.vae, MISMATCHED_VAE} <= set(vae_names)
-    encoder_input = env.NODE_CLASS_MAPPINGS["InfinityTextEncoderLoader"].INPUT_TYPES()["required"]["text_encoder_name"]
+    encoder_input = env.NODE_CLASS_MAPPINGS["InfinityTextEncoderLoader"].INPUT_TYPES()["required"]["text_encoder_folder"]
     assert TINY_NAMES.text_encoder in encoder_input[0]
     assert all("infinity" not in path for path in folder_paths.get_folder_paths("text_encoders"))
 
@@ -300,3 +300,11 @@ def test_pack_imports_without_comfyui_and_defines_no_nodes():
         "assert not any(m == 'comfy' or m.startswith('comfy.') for m in sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO.parent)
+
+
+def test_model_inputs_avoid_names_the_frontend_treats_as_core_loader_inputs(env):
+    """ComfyUI's frontend 1.27 routes combo inputs named ckpt_name / lora_name / vae_name to its asset
+    browser, which fails to build the node when a core loader is missing (seen with UpscaleModelLoader)."""
+    reserved = {"ckpt_name", "lora_name", "vae_name"}
+    for cls in env.NODE_CLASS_MAPPINGS.values():
+        assert not reserved & set(cls.INPUT_TYPES()["required"])

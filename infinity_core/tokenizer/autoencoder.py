@@ -19,6 +19,7 @@ from torch import nn
 from ..config import VAEConfig
 from ..errors import InfinityError
 from .bsq import downsample_residual, quantize, upsample_codes
+from .tiling import Tiling, decode_tiled
 
 IMAGE_CHANNELS = 3
 GROUP_NORM_EPS = 1e-6
@@ -201,13 +202,20 @@ class BitwiseVAE(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder.conv_in.weight.dtype
 
-    def decode(self, summed_codes: torch.Tensor) -> torch.Tensor:
+    def decode(self, summed_codes: torch.Tensor, tiling: Tiling | None = None) -> torch.Tensor:
         """Summed codes [B, d, h, w] -> RGB image [B, 3, h*f, w*f] float32 in [-1, 1].
 
         The input's memory layout is kept: convs round differently (~1e-5) on channels-last input, which
-        is what the official generation path decodes (and what `accumulate_codes` builds).
+        is what the official generation path decodes (and what `accumulate_codes` builds). With `tiling`,
+        grids larger than a tile are decoded tile by tile (bounded memory, see tiling.py).
         """
-        image = self.decoder(summed_codes.to(self.dtype))
+        def run(codes: torch.Tensor) -> torch.Tensor:
+            return self.decoder(codes.to(self.dtype))
+        h, w = summed_codes.shape[-2:]
+        if tiling is not None and max(h, w) > tiling.tile:
+            image = decode_tiled(run, summed_codes, self.config.downsample, tiling)
+        else:
+            image = run(summed_codes)
         return image.clamp(-1, 1).float()
 
     def encode(self, image: torch.Tensor, grids: list[tuple[int, int]]) -> EncodeResult:

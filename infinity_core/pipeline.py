@@ -17,7 +17,7 @@ from .errors import InfinityError
 from .loading import check_pair, load_transformer, load_vae
 from .sampling import GenerationResult, ProgressCallback, generate
 from .text import TextCondition
-from .text_encoder import T5TextEncoder, load_text_encoder
+from .text_encoder import T5TextEncoder, default_text_dtype, load_text_encoder
 from .tokenizer.autoencoder import BitwiseVAE
 from .transformer.model import InfinityTransformer
 
@@ -48,13 +48,21 @@ class InfinityPipeline:
         device = model.pos_start.device
         autoencoder = load_vae(vae, device, dtype, with_encoder=False)
         check_pair(model.config, autoencoder.config, f"transformer '{transformer}'", f"VAE '{vae}'")
-        encoder = load_text_encoder(text_encoder, device) if text_encoder is not None else None
+        # The text encoder waits on the CPU and visits the GPU only while it encodes (see `encode`).
+        encoder = (load_text_encoder(text_encoder, "cpu", default_text_dtype(device)) if text_encoder is not None else None)
         return cls(model, autoencoder, encoder)
 
     def encode(self, prompts: str | Sequence[str]) -> TextCondition:
+        """T5 features; on a GPU the encoder is moved there for the call and back to the CPU after it."""
         if self.text_encoder is None:
             raise InfinityError("this pipeline has no text encoder; pass a TextCondition instead of a prompt")
-        return self.text_encoder.encode(prompts)
+        device = self.transformer.pos_start.device
+        if device.type == "cpu":
+            return self.text_encoder.encode(prompts)
+        try:
+            return self.text_encoder.to(device).encode(prompts)
+        finally:
+            self.text_encoder.to("cpu")
 
     def decode(self, result: GenerationResult) -> torch.Tensor:
         """[B, 3, H, W] float32 RGB in [-1, 1]."""

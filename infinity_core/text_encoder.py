@@ -71,9 +71,9 @@ class T5TextEncoder:
         return self.encode_ids(self.tokenize(prompts))
 
 
-def _default_text_dtype(device: torch.device) -> torch.dtype:
-    # Upstream runs flan-t5-xl in fp16 on the GPU (transformers keeps T5's `wo` layers in fp32 for that).
-    return torch.float16 if device.type == "cuda" else torch.float32
+def default_text_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA as upstream (run_infinity.py:153; transformers keeps T5's `wo` layers in fp32), else fp32."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> T5TextEncoder:
@@ -88,7 +88,7 @@ def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype
     import transformers   # heavy import, only when a text encoder is used
 
     device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = dtype if dtype is not None else _default_text_dtype(device)
+    dtype = dtype if dtype is not None else default_text_dtype(device)
     # transformers renamed `torch_dtype` to `dtype` in 4.56; ComfyUI installs may have either.
     major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
     dtype_kwarg = {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}

@@ -2,20 +2,19 @@
 
 It is laid out as a user lays out real models, under one `models/` directory:
     infinity/<transformer>.safetensors, infinity/<vae>.safetensors,
-    text_encoders/<folder>/ (config.json, model.safetensors, tokenizer.json, tokenizer_config.json)
-The tokenizer is a small word-level one (<pad> = 0, </s> = 1, <unk> = 2), as T5 numbers them.
+    text_encoders/<folder>/ (config.json, model.safetensors and the tokenizer files)
+The tokenizer is the demo's word-level caption tokenizer (training/tokenizer.py), whose ids fit the
+fixture T5's 320-entry vocabulary.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures" / "infinity_tiny"
+from training.tokenizer import save_tokenizer
 
-WORDS = ("a an the and on at in of top bottom left right center background "
-         "circle square triangle red orange yellow green blue purple white black").split()
+FIXTURES = Path(__file__).parent / "fixtures" / "infinity_tiny"
 
 
 @dataclass(frozen=True)
@@ -29,20 +28,6 @@ TINY_NAMES = StandinNames("infinity_tiny.safetensors", "vae_tiny.safetensors", "
 DEMO_NAMES = StandinNames("infinity_demo_shapes.safetensors", "infinity_demo_shapes_vae.safetensors", "t5_demo_shapes")
 
 
-def write_tokenizer(folder: Path) -> None:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{word: index for index, word in enumerate(WORDS, start=3)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "</s>",
-              "unk_token": "<unk>", "model_max_length": 512}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-
-
 def build_standin_models(models_dir: Path, names: StandinNames = TINY_NAMES) -> StandinNames:
     (models_dir / "infinity").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(FIXTURES / "infinity_tiny.safetensors", models_dir / "infinity" / names.transformer)
@@ -51,7 +36,7 @@ def build_standin_models(models_dir: Path, names: StandinNames = TINY_NAMES) -> 
     text_encoder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(FIXTURES / "t5_tiny_config.json", text_encoder / "config.json")
     shutil.copyfile(FIXTURES / "t5_tiny.safetensors", text_encoder / "model.safetensors")
-    write_tokenizer(text_encoder)
+    save_tokenizer(text_encoder)
     return names
 
 

@@ -1,9 +1,9 @@
 """The ComfyUI nodes of the Infinity pack: a thin layer that maps widgets, ComfyUI's model folders,
 devices and progress onto `infinity_core`. The graph they make:
 
-    Load Infinity Text Encoder -> Infinity Text Encode --.
-    Load Infinity Model ---------------------------------+-> Infinity Bitwise Sampler --.
-    Load Infinity VAE ------------------------------------------------------------------+-> Infinity Tokenizer Decode -> IMAGE
+    Load Infinity Text Encoder -> Infinity Text Encode -.
+    Load Infinity Model --------------------------------+-> Infinity Bitwise Sampler -.
+    Load Infinity VAE ----------------------------------------------------------------+-> Infinity Tokenizer Decode
 """
 from . import model_folders, routes  # noqa: F401  (routes registers GET /infinity/output_sizes)
 from .decode import InfinityTokenizerDecode

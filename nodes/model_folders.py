@@ -34,7 +34,8 @@ def register_infinity_folder() -> None:
     for path in (os.path.join(folder_paths.models_dir, INFINITY_FOLDER), str(PACK_MODELS_DIR / INFINITY_FOLDER)):
         folder_paths.add_model_folder_path(INFINITY_FOLDER, path)
     paths, extensions = folder_paths.folder_names_and_paths[INFINITY_FOLDER]
-    folder_paths.folder_names_and_paths[INFINITY_FOLDER] = (paths, set(extensions) | set(folder_paths.supported_pt_extensions))
+    weight_files = set(extensions) | set(folder_paths.supported_pt_extensions)
+    folder_paths.folder_names_and_paths[INFINITY_FOLDER] = (paths, weight_files)
 
 
 def preferred_default(names: list[str], preferred: str) -> str | None:
@@ -70,7 +71,8 @@ def vae_path(name: str) -> str:
 
 
 def _text_encoder_roots() -> list[Path]:
-    return [Path(p) for p in folder_paths.get_folder_paths(TEXT_ENCODER_FOLDER)] + [PACK_MODELS_DIR / TEXT_ENCODER_FOLDER]
+    comfyui_roots = [Path(p) for p in folder_paths.get_folder_paths(TEXT_ENCODER_FOLDER)]
+    return comfyui_roots + [PACK_MODELS_DIR / TEXT_ENCODER_FOLDER]
 
 
 def _model_folders_under(root: Path) -> list[str]:

@@ -37,7 +37,8 @@ class SamplerSettings:
 
     def schedule(self) -> Schedule:
         if self.aspect_ratio not in ASPECT_PRESETS:
-            raise InfinityError(f"aspect_ratio '{self.aspect_ratio}' is not a preset; use one of {list(ASPECT_PRESETS)}")
+            raise InfinityError(f"aspect_ratio '{self.aspect_ratio}' is not a preset; "
+                                f"use one of {list(ASPECT_PRESETS)}")
         return get_schedule(ASPECT_PRESETS[self.aspect_ratio], self.pixels)
 
     @property
@@ -118,8 +119,8 @@ def _sampler_inputs(cfg_input: tuple) -> dict:
         "top_p": ("FLOAT", {"default": CORE_DEFAULTS["top_p"], "min": 0.0, "max": 1.0, "step": 0.01,
                             "tooltip": "Top-p per bit: a bit whose less likely value has probability at most "
                                        "1 - top_p is set to the likely one. 0 turns it off."}),
-        "aspect_ratio": (list(ASPECT_PRESETS), {"default": "1:1",
-                                                "tooltip": "Width:height of the image, one of the official templates."}),
+        "aspect_ratio": (list(ASPECT_PRESETS), {
+            "default": "1:1", "tooltip": "Width:height of the image, one of the official templates."}),
         "pixels": (list(PIXEL_BUDGETS), {"default": DEFAULT_PIXELS,
                                          "tooltip": "Pixel budget: 0.06M is about 256x256 (7 scales), 1M about "
                                                     "1024x1024 (13 scales). The published 2B/8B models are made for "

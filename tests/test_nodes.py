@@ -45,7 +45,8 @@ def env(tmp_path_factory):
         folder_paths = importlib.import_module("folder_paths")
         folder_paths.reset(str(models))
         folder_paths.add_model_folder_path("infinity", str(extra))   # what extra_model_paths.yaml does at startup
-        spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+        spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py",
+                                                      submodule_search_locations=[str(REPO)])
         pack = importlib.util.module_from_spec(spec)
         sys.modules[PACK] = pack
         spec.loader.exec_module(pack)
@@ -120,8 +121,8 @@ def test_loaders_list_comfyui_folders_and_extra_model_paths(env):
     assert str(env.nodes.model_folders.PACK_MODELS_DIR / "infinity") in folder_paths.get_folder_paths("infinity")
     vae_names = env.NODE_CLASS_MAPPINGS["InfinityVAELoader"].INPUT_TYPES()["required"]["vae_file"][0]
     assert {TINY_NAMES.vae, MISMATCHED_VAE} <= set(vae_names)
-    encoder_input = env.NODE_CLASS_MAPPINGS["InfinityTextEncoderLoader"].INPUT_TYPES()["required"]["text_encoder_folder"]
-    assert TINY_NAMES.text_encoder in encoder_input[0]
+    encoder_inputs = env.NODE_CLASS_MAPPINGS["InfinityTextEncoderLoader"].INPUT_TYPES()["required"]
+    assert TINY_NAMES.text_encoder in encoder_inputs["text_encoder_folder"][0]
     assert all("infinity" not in path for path in folder_paths.get_folder_paths("text_encoders"))
 
 

@@ -85,7 +85,11 @@ def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype
     if not (folder / "config.json").is_file():
         raise InfinityError(f"text encoder folder '{folder}' has no config.json; expected a Hugging Face T5 folder "
                             "such as google/flan-t5-xl")
-    import transformers   # heavy import, only when a text encoder is used
+    try:
+        import transformers   # heavy import, only when a text encoder is used
+    except ImportError as err:
+        raise InfinityError(f"loading the text encoder needs the 'transformers' package, which cannot be "
+                            f"imported ({err}); install it with `pip install transformers`") from None
 
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype if dtype is not None else default_text_dtype(device)

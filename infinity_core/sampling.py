@@ -105,7 +105,7 @@ class ScaleSampler:
         compute_dtype = model.blocks[0].sa.mat_qkv.weight.dtype
         self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim, schedule.num_tokens,
                              compute_dtype, device)
-        self.cos, self.sin = (t.to(device) for t in rope_table(schedule, config.head_dim))   # [L, hd/2]
+        self.rotation = rope_table(schedule, config.head_dim).to(device)     # [L, hd/2] complex
         self.generator = torch.Generator(device).manual_seed(seed)
         self.patchify = config.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
@@ -120,8 +120,8 @@ class ScaleSampler:
         h, w = self.schedule.grids[scale]
         self.cache.begin_scale(h * w)
         window = slice(self.cache.start, self.cache.end)
-        hidden = self.model.forward_scale(self.tokens, scale, self.cos[window], self.sin[window],
-                                          self.context, self.cache)          # [rows, l, C]
+        hidden = self.model.forward_scale(self.tokens, scale, self.rotation[window], self.context,
+                                          self.cache)                        # [rows, l, C]
         cfg, tau = self.sampling.cfg[scale], self.sampling.tau[scale]
         rows = self.batch if cfg == 1 else hidden.shape[0]
         logits = self.model.logits(hidden[:rows], self.context.cond[:rows]).mul(1 / tau)   # [rows, l, 2d]

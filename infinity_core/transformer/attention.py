@@ -39,7 +39,7 @@ class SelfAttention(nn.Module):
         self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), math.log(4.0)))
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *,
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor, *,
                 cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, l, C] -> [B, l, C].  With `cache`, x is one scale and attends to every cached scale and
         itself (no mask); without, x is a whole sequence and `mask` [l, l] (True = attend) applies."""
@@ -49,8 +49,8 @@ class SelfAttention(nn.Module):
         qkv = F.linear(x.to(weight.dtype), weight, bias).view(B, l, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                              # [B, H, l, hd] each
         temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()        # [1, H, 1, 1]
-        q = apply_rope(F.normalize(q.float(), dim=-1, eps=1e-12).mul(temperature), cos, sin).to(v.dtype)
-        k = apply_rope(F.normalize(k.float(), dim=-1, eps=1e-12), cos, sin).to(v.dtype)
+        q = apply_rope(F.normalize(q.float(), dim=-1, eps=1e-12).mul(temperature), rotation).to(v.dtype)
+        k = apply_rope(F.normalize(k.float(), dim=-1, eps=1e-12), rotation).to(v.dtype)
         if cache is not None:
             k, v = cache.store(block, k, v)                                          # [B, H, L_seen, hd]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)     # [B, H, l, hd]

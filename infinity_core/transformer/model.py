@@ -52,11 +52,11 @@ class CrossAttnBlock(nn.Module):
         self.ca_norm = nn.LayerNorm(C, eps=config.norm_eps)
         self.ffn = FeedForward(C, config.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, ada: torch.Tensor, text: TextKV, cos: torch.Tensor, sin: torch.Tensor, *,
+    def forward(self, x: torch.Tensor, ada: torch.Tensor, text: TextKV, rotation: torch.Tensor, *,
                 cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, l, C] fp32 -> [B, l, C] fp32."""
         gamma1, gamma2, scale1, scale2, shift1, shift2 = (self.ada_gss + ada).unbind(2)   # [B, 1, C] each
-        attended = self.sa(ada_layer_norm(x, scale1, shift1, self.eps), cos, sin, cache=cache, block=block, mask=mask)
+        attended = self.sa(ada_layer_norm(x, scale1, shift1, self.eps), rotation, cache=cache, block=block, mask=mask)
         x = x + attended.float().mul_(gamma1)
         x = x + self.ca(self.ca_norm(x), text).float()
         return x + self.ffn(ada_layer_norm(x, scale2, shift2, self.eps)).float().mul_(gamma2)
@@ -106,13 +106,13 @@ class InfinityTransformer(nn.Module):
         """Next-scale input codes [B, l, d] -> tokens [B, l, C]."""
         return self.word_embed(next_input.float())
 
-    def forward_scale(self, x: torch.Tensor, scale_index: int, cos: torch.Tensor, sin: torch.Tensor,
+    def forward_scale(self, x: torch.Tensor, scale_index: int, rotation: torch.Tensor,
                       context: TextContext, cache: KVCache) -> torch.Tensor:
         """One scale's tokens x [b, l, C] through every block, attending to all cached scales -> [b, l, C]."""
         x = x + self.lvl_embed.weight[scale_index]
         context = context.rows(x.shape[0])
         for index, block in enumerate(self.blocks):
-            x = block(x, context.ada, context.text_kv[index], cos, sin, cache=cache, block=index)
+            x = block(x, context.ada, context.text_kv[index], rotation, cache=cache, block=index)
         return x
 
     def logits(self, hidden: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ class InfinityTransformer(nn.Module):
         scale_of_token = torch.cat([torch.full((h * w,), s, device=device) for s, (h, w) in enumerate(schedule.grids)])
         x = tokens + self.lvl_embed(scale_of_token)
         mask = scale_of_token[:, None] >= scale_of_token[None, :]                                     # [L, L]
-        cos, sin = (t.to(device) for t in rope_table(schedule, self.config.head_dim))
+        rotation = rope_table(schedule, self.config.head_dim).to(device)                               # [L, hd/2]
         for index, block in enumerate(self.blocks):
-            x = block(x, context.ada, context.text_kv[index], cos, sin, mask=mask)
+            x = block(x, context.ada, context.text_kv[index], rotation, mask=mask)
         return self.logits(x, context.cond)

@@ -38,7 +38,8 @@ WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 EXAMPLE = REPO / "example_workflows" / "infinity_t2i_basic.json"
 PACK_FOLDER = "comfyui-infinity"
 NODE_IDS = {"InfinityTransformerLoader", "InfinityVAELoader", "InfinityTextEncoderLoader", "InfinityTextEncode",
-            "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode"}
+            "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode",
+            "InfinityTokenizerDecodeTiled"}
 EXTRA_PATHS_MODEL = "from_extra_model_paths.safetensors"
 MISMATCHED_VAE = "vae_16bit.safetensors"
 STARTUP_TIMEOUT_S = 120

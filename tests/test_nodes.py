@@ -24,7 +24,8 @@ MISMATCHED_VAE = "vae_16bit.safetensors"
 PROMPT = "a red circle at the top left on a blue background"
 SETTINGS = dict(seed=7, cfg=3.0, tau=0.5, top_k=900, top_p=0.97, aspect_ratio="1:1", pixels="0.06M", batch_size=1)
 NODE_IDS = {"InfinityTransformerLoader", "InfinityVAELoader", "InfinityTextEncoderLoader", "InfinityTextEncode",
-            "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode"}
+            "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode",
+            "InfinityTokenizerDecodeTiled"}
 
 
 def _owned(name: str) -> bool:
@@ -91,7 +92,7 @@ def run_graph(env, models, prompt=PROMPT, negative="", **overrides) -> torch.Ten
 
 
 def test_every_node_is_registered_with_display_name_category_and_tooltips(env):
-    """Seven V1 nodes in category Infinity; every input has a tooltip; no node has more than ten widgets."""
+    """Eight V1 nodes in category Infinity; every input has a tooltip; no node has more than ten widgets."""
     assert set(env.NODE_CLASS_MAPPINGS) == NODE_IDS
     assert set(env.NODE_DISPLAY_NAME_MAPPINGS) == NODE_IDS
     for node_id, cls in env.NODE_CLASS_MAPPINGS.items():
@@ -222,6 +223,19 @@ def test_text_encoder_leaves_its_load_device_after_encoding(env, models, mm, mon
     (cond,) = node(env, "InfinityTextEncode")(encoder, PROMPT, "blurry")
     assert moves == [torch.device("cpu", 0), torch.device("cpu")]
     assert cond.negative is not None and cond.positive.batch_size == 1
+
+
+def test_tiled_decode_matches_whole_decode_where_one_tile_covers_the_image(env, models):
+    """A tile as large as the image is the plain decode; smaller tiles give the same size, in range."""
+    (cond,) = node(env, "InfinityTextEncode")(models["text_encoder"], PROMPT, "")
+    (codes,) = node(env, "InfinityBitwiseSampler")(models["model"], cond, **SETTINGS)
+    (whole,) = node(env, "InfinityTokenizerDecode")(models["vae"], codes)
+    (one_tile,) = node(env, "InfinityTokenizerDecodeTiled")(models["vae"], codes, 256, 64)
+    (tiled,) = node(env, "InfinityTokenizerDecodeTiled")(models["vae"], codes, 128, 64)
+    assert torch.equal(whole, one_tile)
+    assert tiled.shape == whole.shape and 0 <= tiled.min() and tiled.max() <= 1
+    validate = env.NODE_CLASS_MAPPINGS["InfinityTokenizerDecodeTiled"].VALIDATE_INPUTS
+    assert "overlap (512 px) must be smaller than tile_size (512 px)" in validate(tile_size=512, overlap=512)
 
 
 def test_empty_negative_prompt_uses_the_learned_unconditional_text(env, models):

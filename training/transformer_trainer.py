@@ -1,0 +1,210 @@
+"""Stage 2 of the demo: train the Infinity transformer (and the tiny T5) on the frozen tokenizer's bits.
+
+Follows FoundationVision/Infinity `trainer.py:InfinityTrainer.train_step` and `infinity.py:Infinity.forward`:
+
+* teacher forcing over the whole scale pyramid in one block-causal pass (`forward_teacher`);
+* inputs and labels from `self_correction.flip_requant` (bitwise self-correction, p ~ U[0, 0.3]);
+* text dropout for classifier-free guidance: a caption's features are replaced by the learned
+  `cfg_uncond` rows with probability `cond_drop_rate` = 0.1;
+* bit loss: cross-entropy of each bit's two logits, mean over the d bits (`bitloss_type='mean'`), each
+  scale weighted equally (`reweight_loss_by_scale=1`);
+* AdamW with gradient clipping (`tclip=2`); weights initialised as `init_weights` + `special_init`.
+
+To fit a CPU budget, most steps train only the first `prefix_scales` scales (upstream's
+`always_training_scales` truncation); every `full_sequence_every`-th step trains the whole pyramid.
+The encoder features of a fixed pool of training images are computed once, with the frozen VAE.
+
+Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width, Ct5 text channels.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infinity_core.config import TransformerConfig
+from infinity_core.schedules import Schedule, get_schedule
+from infinity_core.text import TextCondition
+from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.transformer.model import InfinityTransformer
+
+from .schedule import LossLog, warmup_cosine
+from .self_correction import flip_requant
+from .shapes import ShapesDataset
+from .text_model import CaptionTokenizer, TextModelConfig, build_text_model, caption_features
+from .vae_trainer import images_to_tensor
+
+log = logging.getLogger(__name__)
+
+DEMO_TEXT = TextModelConfig()
+DEMO_TRANSFORMER = TransformerConfig(depth=4, width=128, num_heads=4, ffn_hidden=512, bits_per_token=16,
+                                     text_channels=DEMO_TEXT.d_model, text_maxlen=512, pool_heads=2,
+                                     block_chunks=2)
+
+
+@dataclass(frozen=True)
+class TransformerTrainConfig:
+    architecture: TransformerConfig = DEMO_TRANSFORMER
+    text: TextModelConfig = DEMO_TEXT
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    grad_clip: float = 2.0
+    cond_drop_rate: float = 0.1          # text dropout for classifier-free guidance
+    max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
+    pool_images: int = 2000              # training images whose encoder features are computed once
+    pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
+    prefix_scales: int = 5               # scales trained on the cheap steps (5 = up to 8x8 tokens)
+    full_sequence_every: int = 2         # every n-th step trains all scales
+    pixels: str = "0.06M"
+
+
+@dataclass
+class TransformerTrainResult:
+    transformer: InfinityTransformer
+    text_model: nn.Module
+    losses: LossLog = field(default_factory=LossLog)
+    encode_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+
+# --- initialisation -----------------------------------------------------------------------------------
+def init_transformer(model: InfinityTransformer, *, std: float = 0.02, ada_init: float = 1e-3,
+                     head_init: float = 0.02) -> None:
+    """`init_param.init_weights(other_std=0.02)` then `Infinity.special_init(aln=1e-3, alng=1e-3, hd0=0.02, diva=1)`,
+    plus the constructor-time inits (`pos_start`, pool query, `cfg_uncond`, `ada_gss`) of infinity.py / basic.py."""
+    C, Ct5 = model.config.width, model.config.text_channels
+    position_std = math.sqrt(1 / C / 3)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.trunc_normal_(module.weight, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(model.pos_start, std=position_std)
+        nn.init.trunc_normal_(model.text_pool.mat_q, std=position_std)
+        nn.init.trunc_normal_(model.cfg_uncond, std=1.2).div_(Ct5 ** 0.5)
+        model.head_nm.ada_lin[-1].weight.mul_(ada_init)
+        model.head.weight.mul_(head_init)
+        proj_scale = 1 / math.sqrt(2 * model.config.depth)
+        for block in model.blocks:
+            block.ada_gss.copy_(torch.randn(block.ada_gss.shape) / C ** 0.5).mul_(ada_init)
+            for layer in (block.sa.proj, block.ca.proj, block.ffn.fc2):
+                layer.weight.mul_(proj_scale)
+
+
+# --- data ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeaturePool:
+    """Encoder features of a fixed set of training images, with their captions."""
+
+    raw_features: torch.Tensor    # [N, d, H, W] float32
+    captions: tuple[str, ...]
+
+
+def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, batch_size: int = 16) -> FeaturePool:
+    dataset = ShapesDataset(seed, length=offset + count)
+    features, captions = [], []
+    with torch.inference_mode():
+        for first in range(offset, offset + count, batch_size):
+            items = [dataset[i] for i in range(first, min(first + batch_size, offset + count))]
+            features.append(vae.encoder(images_to_tensor([image for image, _ in items])).float().contiguous())
+            captions.extend(caption for _, caption in items)
+    return FeaturePool(torch.cat(features), tuple(captions))
+
+
+# --- loss ---------------------------------------------------------------------------------------------
+def scale_balanced_weights(schedule: Schedule) -> torch.Tensor:
+    """[L] token weights giving every scale the same total weight (`reweight_loss_by_scale`), summing to 1."""
+    last_area = schedule.grids[-1][0] * schedule.grids[-1][1]
+    weights = torch.cat([torch.full((h * w,), last_area / (h * w)) for h, w in schedule.grids])
+    return weights / weights.sum()
+
+
+def bit_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
+    """Logits [B, L, 2d] (bit i's pair at 2i, 2i+1), labels [B, L, d] -> weighted mean bit cross-entropy."""
+    B, L, d = labels.shape
+    per_bit = F.cross_entropy(logits.view(B, L, d, 2).permute(0, 3, 1, 2), labels, reduction="none")   # [B, L, d]
+    return (per_bit.mean(-1) * token_weights).sum(-1).mean()
+
+
+def truncated(schedule: Schedule, num_scales: int) -> Schedule:
+    return Schedule(schedule.h_div_w, schedule.grids[:num_scales], schedule.rope_grid)
+
+
+def text_with_dropout(model: InfinityTransformer, features: list[torch.Tensor], drop_rate: float,
+                      generator: torch.Generator) -> TextCondition:
+    """Replace each caption's features [len, Ct5] by `cfg_uncond[:len]` with probability `drop_rate`."""
+    dropped = (torch.rand(len(features), generator=generator) < drop_rate).tolist()
+    return TextCondition.from_features([model.cfg_uncond[:f.shape[0]] if drop else f
+                                        for f, drop in zip(features, dropped)])
+
+
+# --- training -----------------------------------------------------------------------------------------
+def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int) -> TransformerTrainResult:
+    """Train a fresh transformer and T5 against the frozen `vae`, deterministically by `seed`."""
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    pool = encode_pool(vae, seed, config.pool_images, config.pool_offset)
+    encode_seconds = time.perf_counter() - started
+    log.info("encoded %d training images in %.0f s", len(pool.captions), encode_seconds)
+
+    transformer = InfinityTransformer(config.architecture)
+    init_transformer(transformer)
+    text_model = build_text_model(config.text)
+    transformer.train()
+    text_model.train()
+    tokenize = CaptionTokenizer()
+    caption_ids = tokenize(pool.captions)
+    parameters = list(transformer.parameters()) + list(text_model.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.9, 0.97),
+                                  weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    full = get_schedule(1.0, config.pixels)
+    schedules = {"full": full, "prefix": truncated(full, config.prefix_scales)}
+    weights = {name: scale_balanced_weights(s) for name, s in schedules.items()}
+    result = TransformerTrainResult(transformer, text_model, encode_seconds=encode_seconds)
+    train_started = time.perf_counter()
+    for step in range(config.steps):
+        lr = warmup_cosine(step, config.steps, config.warmup_steps, config.learning_rate)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        kind = "full" if step % config.full_sequence_every == 0 else "prefix"
+        schedule = schedules[kind]
+        batch = torch.randint(0, len(pool.captions), (config.batch_size,), generator=generator).tolist()
+        forcing = flip_requant(pool.raw_features[batch], full.grids, max_flip=config.max_flip,
+                               noise_scales=full.num_scales, generator=generator)
+        num_tokens = schedule.num_tokens
+        text = text_with_dropout(transformer, caption_features(text_model, [caption_ids[i] for i in batch]),
+                                 config.cond_drop_rate, generator)
+        logits = transformer.forward_teacher(text, forcing.next_inputs[:, :num_tokens - 1], schedule)   # [B, L, 2d]
+        labels = forcing.labels[:, :num_tokens]                                                          # [B, L, d]
+        loss = bit_loss(logits, labels, weights[kind])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        with torch.no_grad():
+            correct = logits.view(*labels.shape, 2).argmax(-1).eq(labels).float()     # [B, L, d]
+            first_scales = schedule.token_offset(3)                                   # 1x1, 2x2, 4x4
+            parts = {"bit_accuracy": correct.mean().item(), "layout_accuracy": correct[:, :first_scales].mean().item()}
+        if kind == "full":
+            result.losses.append(step, loss.item(), **parts)
+        if step % 20 == 0 or step == config.steps - 1:
+            log.info("transformer step %d/%d (%s) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s", step,
+                     config.steps, kind, loss.item(), parts["bit_accuracy"], parts["layout_accuracy"], lr,
+                     time.perf_counter() - train_started)
+    transformer.eval()
+    text_model.eval()
+    result.train_seconds = time.perf_counter() - train_started
+    return result

@@ -1,0 +1,169 @@
+"""Stage 1 of the demo: train the multi-scale BSQ autoencoder (the visual tokenizer) on the shapes images.
+
+Follows the structure of the official tokenizer (FoundationVision/Infinity `bsq_vae/multiscale_bsq.py`):
+the encoder's features are residual-quantized scale by scale (area-downsample the residual, l2-normalise,
+snap every coordinate to +-1/sqrt(d), upsample and subtract), with a straight-through estimator so the
+gradient reaches the encoder (`BSQ.quantize`: x + (q - x).detach()). The loss is reconstruction (L1 + MSE)
+of the decoded summed codes plus the usual commitment term; the LPIPS / GAN / entropy terms of the
+published VAE are left out: flat coloured shapes do not need them at this size.
+
+Shapes: B images, d code bits, (H, W) the latent grid (image / 16), (h, w) one scale's grid.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from infinity_core.config import VAEConfig
+from infinity_core.schedules import get_schedule
+from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.tokenizer.bsq import downsample_residual, upsample_codes
+
+from .shapes import ShapesDataset
+from .schedule import LossLog, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+FOREGROUND_THRESHOLD = 0.1   # in [-1, 1] units, far below the gap between any two palette colours
+DEMO_VAE = VAEConfig(codebook_dim=16, base_channels=24, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=0)
+
+
+@dataclass(frozen=True)
+class VAEPhase:
+    """A run of steps on whole images box-downsampled by `downscale` (1 = the real 256 px)."""
+
+    downscale: int
+    steps: int
+    batch_size: int
+
+
+# Coarse to fine: GroupNorm over single channels (24 channels, 24 groups) hides a region's absolute
+# colour from every nonlinearity, so colour identity is learnt slowly (~1500 steps); learning it on
+# 64 px images is 16x cheaper, then the geometry is adapted at 128 and 256 px.
+DEMO_PHASES = (VAEPhase(downscale=4, steps=1000, batch_size=8),
+               VAEPhase(downscale=2, steps=600, batch_size=4),
+               VAEPhase(downscale=1, steps=500, batch_size=2))
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    architecture: VAEConfig = DEMO_VAE
+    phases: tuple[VAEPhase, ...] = DEMO_PHASES
+    learning_rate: float = 2e-3
+    final_learning_rate_ratio: float = 0.2   # the cosine ends at this share of the peak (the 256 px phase still learns)
+    warmup_steps: int = 50
+    commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
+    foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects are ~7 %)
+    pixels: str = "0.06M"              # the scale schedule quantized at 256 px (16x16 latents)
+    data_offset: int = 0               # first ShapesDataset index used (keeps VAE and transformer images apart)
+
+    @property
+    def total_steps(self) -> int:
+        return sum(phase.steps for phase in self.phases)
+
+
+@dataclass
+class VAETrainResult:
+    vae: BitwiseVAE
+    losses: LossLog = field(default_factory=LossLog)
+    seconds: float = 0.0
+
+
+def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 [H, W, 3] images -> float32 [B, 3, H, W] in [-1, 1] (channels-last memory, faster convs on CPU)."""
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def quantize_straight_through(residual: torch.Tensor) -> torch.Tensor:
+    """Residual [B, d, 1, h, w] -> codes +-1/sqrt(d) with an identity gradient through the l2-normalised input."""
+    unit = F.normalize(residual, dim=1)
+    scale = residual.shape[1] ** -0.5
+    snapped = torch.where(unit > 0, scale, -scale)
+    return unit + (snapped - unit).detach()
+
+
+def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """Features [B, d, H, W] -> summed multi-scale codes [B, d, H, W], differentiable (straight-through)."""
+    latent_grid = tuple(features.shape[-2:])
+    residual = features.unsqueeze(2)                                   # [B, d, 1, H, W]
+    summed = torch.zeros_like(residual)
+    for grid in grids:
+        codes = quantize_straight_through(downsample_residual(residual, grid))   # [B, d, 1, h, w]
+        codes = upsample_codes(codes, latent_grid)                     # [B, d, 1, H, W]
+        residual = residual - codes
+        summed = summed + codes
+    return summed.squeeze(2)
+
+
+def foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
+    """[B, 3, S, S] -> [B, 1, S, S]: `weight` where a pixel differs from the image's border colour, else 1."""
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1)
+    background = border.median(dim=-1).values[..., None, None]          # [B, 3, 1, 1]
+    foreground = (images - background).abs().amax(dim=1, keepdim=True) > FOREGROUND_THRESHOLD
+    return 1 + (weight - 1) * foreground.float()
+
+
+def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETrainConfig) -> tuple[torch.Tensor, dict]:
+    """Foreground-weighted reconstruction through the quantizer, plus commitment; images [B, 3, S, S] in [-1, 1]."""
+    features = vae.encoder(images)                                     # [B, d, H, W]
+    summed = multiscale_quantize(features, grids)                      # [B, d, H, W]
+    error = vae.decoder(summed) - images                               # [B, 3, S, S]
+    weights = foreground_weights(images, config.foreground_weight)     # [B, 1, S, S]
+    l1 = (error.abs() * weights).mean() / weights.mean()
+    mse = (error.square() * weights).mean() / weights.mean()
+    commitment = (features - summed.detach()).square().mean()
+    total = l1 + mse + config.commitment_weight * commitment
+    return total, {"l1": l1.item(), "mse": mse.item(), "commitment": commitment.item()}
+
+
+def training_batches(config: VAETrainConfig, seed: int):
+    """(images [B, 3, S, S], scale grids) per step, phase after phase.
+
+    Downscaled images are whole scenes box-filtered (not crops), so the GroupNorm statistics of a batch
+    stay those of whole images; their latent grid is (16 / downscale)^2, quantized with the scales of
+    the 0.06M schedule that fit in it."""
+    full_grids = get_schedule(1.0, config.pixels).grids
+    dataset = ShapesDataset(seed, length=config.data_offset + sum(p.steps * p.batch_size for p in config.phases))
+    index = config.data_offset
+    for phase in config.phases:
+        grids = tuple(g for g in full_grids if max(g) <= full_grids[-1][0] // phase.downscale)
+        for _ in range(phase.steps):
+            images = images_to_tensor([dataset[i][0] for i in range(index, index + phase.batch_size)])
+            index += phase.batch_size
+            if phase.downscale > 1:
+                images = F.avg_pool2d(images, phase.downscale).contiguous(memory_format=torch.channels_last)
+            yield images, grids
+
+
+def train_vae(config: VAETrainConfig, seed: int) -> VAETrainResult:
+    """Train a fresh BitwiseVAE on the train split, deterministically by `seed`."""
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    vae = BitwiseVAE(config.architecture).to(memory_format=torch.channels_last)
+    vae.train()
+    total_steps = config.total_steps
+    optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
+    result = VAETrainResult(vae)
+    for step, (images, grids) in enumerate(training_batches(config, seed)):
+        lr = warmup_cosine(step, total_steps, config.warmup_steps, config.learning_rate,
+                          config.final_learning_rate_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, parts = autoencoder_loss(vae, images, grids, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        result.losses.append(step, loss.item(), **parts)
+        if step % 100 == 0 or step == total_steps - 1:
+            log.info("vae step %d/%d loss %.4f (l1 %.4f mse %.4f commit %.4f) lr %.2e %.0f s", step, total_steps,
+                     loss.item(), parts["l1"], parts["mse"], parts["commitment"], lr, time.perf_counter() - started)
+    vae.eval()
+    result.seconds = time.perf_counter() - started
+    return result

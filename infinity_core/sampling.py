@@ -23,7 +23,7 @@ import torch
 from .errors import InfinityError
 from .schedules import Schedule, get_schedule
 from .text import TextCondition
-from .tokenizer.bsq import bits_to_codes, next_scale_input, unpatchify_bits, upsample_codes
+from .tokenizer.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
 from .transformer.kv_cache import KVCache
 from .transformer.model import InfinityTransformer
 from .transformer.rope import rope_table
@@ -109,7 +109,9 @@ class ScaleSampler:
         self.generator = torch.Generator(device).manual_seed(seed)
         self.patchify = config.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
-        self.summed_codes: torch.Tensor | float = 0.0                        # [B, d, 1, H, W] once set
+        latent_bits = config.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
+        final_h, final_w = self._vae_grid(-1)
+        self.summed_codes = torch.zeros(self.batch, latent_bits, 1, final_h, final_w, device=device)   # [B, d, 1, H, W]
         self.bits: list[torch.Tensor] = []
 
     def rows(self, scale: int) -> int:
@@ -136,18 +138,16 @@ class ScaleSampler:
         if self.patchify:
             grid_bits = unpatchify_bits(grid_bits)                           # [B, 2h, 2w, d/4]
         self.bits.append(grid_bits)
-        codes = bits_to_codes(grid_bits)                                     # [B, dv, 1, hv, wv]
-        if scale == self.schedule.num_scales - 1:
-            self.summed_codes = self.summed_codes + codes
+        self.summed_codes = accumulate_codes(self.summed_codes, bits_to_codes(grid_bits))   # [B, dv, 1, H, W]
+        if scale + 1 == self.schedule.num_scales:
             return
-        self.summed_codes = self.summed_codes + upsample_codes(codes, self._vae_grid(-1))
         next_input = next_scale_input(self.summed_codes, self.schedule.grids[scale + 1], self.patchify)   # [B, l', d]
         tokens = self.model.embed_bits_input(next_input)                     # [B, l', C]
         self.tokens = tokens.repeat(self.rows(scale + 1) // self.batch, 1, 1)
 
     def _vae_grid(self, scale: int) -> tuple[int, int]:
         h, w = self.schedule.grids[scale]
-        return (2 * h, 2 * w) if self.patchify else (h, w)
+        return (PATCHIFY_FACTOR * h, PATCHIFY_FACTOR * w) if self.patchify else (h, w)
 
     def step(self, scale: int) -> None:
         """Sample one scale."""

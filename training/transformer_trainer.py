@@ -51,7 +51,7 @@ DEMO_TRANSFORMER = TransformerConfig(depth=4, width=128, num_heads=4, ffn_hidden
 class TransformerTrainConfig:
     architecture: TransformerConfig = DEMO_TRANSFORMER
     text: TextModelConfig = DEMO_TEXT
-    steps: int = 600
+    steps: int = 1500
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -62,7 +62,7 @@ class TransformerTrainConfig:
     pool_images: int = 2000              # training images whose encoder features are computed once
     pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
     prefix_scales: int = 5               # scales trained on the cheap steps (5 = up to 8x8 tokens)
-    full_sequence_every: int = 2         # every n-th step trains all scales
+    full_sequence_every: int = 3         # every n-th step trains all scales
     pixels: str = "0.06M"
 
 

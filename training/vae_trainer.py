@@ -47,7 +47,7 @@ class VAEPhase:
 # 64 px images is 16x cheaper, then the geometry is adapted at 128 and 256 px.
 DEMO_PHASES = (VAEPhase(downscale=4, steps=1000, batch_size=8),
                VAEPhase(downscale=2, steps=600, batch_size=4),
-               VAEPhase(downscale=1, steps=500, batch_size=2))
+               VAEPhase(downscale=1, steps=1500, batch_size=2))
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class VAETrainConfig:
     warmup_steps: int = 50
     commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
     foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects are ~7 %)
+    max_code_flip: float = 0.3         # bits flipped while quantizing (robustness to sampling errors)
     pixels: str = "0.06M"              # the scale schedule quantized at 256 px (16x16 latents)
     data_offset: int = 0               # first ShapesDataset index used (keeps VAE and transformer images apart)
 
@@ -88,13 +89,22 @@ def quantize_straight_through(residual: torch.Tensor) -> torch.Tensor:
     return unit + (snapped - unit).detach()
 
 
-def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """Features [B, d, H, W] -> summed multi-scale codes [B, d, H, W], differentiable (straight-through)."""
+def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...], max_flip: float = 0.0,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Features [B, d, H, W] -> summed multi-scale codes [B, d, H, W], differentiable (straight-through).
+
+    With `max_flip` > 0, a share p ~ U[0, max_flip] of each scale's bits is flipped and later scales
+    re-quantize what is then missing (as `flip_requant` does for the transformer), so the decoder
+    learns to draw clean images from the imperfect codes a sampler produces."""
     latent_grid = tuple(features.shape[-2:])
     residual = features.unsqueeze(2)                                   # [B, d, 1, H, W]
     summed = torch.zeros_like(residual)
     for grid in grids:
         codes = quantize_straight_through(downsample_residual(residual, grid))   # [B, d, 1, h, w]
+        if max_flip > 0:
+            ratio = float(torch.rand((), generator=generator)) * max_flip
+            flip = torch.rand(codes.shape, generator=generator) < ratio
+            codes = torch.where(flip, -codes, codes)
         codes = upsample_codes(codes, latent_grid)                     # [B, d, 1, H, W]
         residual = residual - codes
         summed = summed + codes
@@ -109,10 +119,11 @@ def foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
     return 1 + (weight - 1) * foreground.float()
 
 
-def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETrainConfig) -> tuple[torch.Tensor, dict]:
+def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETrainConfig,
+                     generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Foreground-weighted reconstruction through the quantizer, plus commitment; images [B, 3, S, S] in [-1, 1]."""
     features = vae.encoder(images)                                     # [B, d, H, W]
-    summed = multiscale_quantize(features, grids)                      # [B, d, H, W]
+    summed = multiscale_quantize(features, grids, config.max_code_flip, generator)   # [B, d, H, W]
     error = vae.decoder(summed) - images                               # [B, 3, S, S]
     weights = foreground_weights(images, config.foreground_weight)     # [B, 1, S, S]
     l1 = (error.abs() * weights).mean() / weights.mean()
@@ -149,13 +160,14 @@ def train_vae(config: VAETrainConfig, seed: int) -> VAETrainResult:
     vae.train()
     total_steps = config.total_steps
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(seed)
     result = VAETrainResult(vae)
     for step, (images, grids) in enumerate(training_batches(config, seed)):
         lr = warmup_cosine(step, total_steps, config.warmup_steps, config.learning_rate,
                           config.final_learning_rate_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, parts = autoencoder_loss(vae, images, grids, config)
+        loss, parts = autoencoder_loss(vae, images, grids, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

@@ -87,6 +87,7 @@ class CaseResult:
     tokens: int
     load_s: float
     loop_s: float
+    setup_s: float
     decode_s: float
     per_scale_s: list
     gflop: float
@@ -123,7 +124,7 @@ def run_case(args) -> CaseResult:
     weights_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 
     def one_run():
-        stamps = [time.perf_counter()]
+        stamps = [time.perf_counter()]     # generate() entry, then callbacks: set-up done, each scale done
 
         def tick(done, total):
             sync(device)
@@ -135,7 +136,8 @@ def run_case(args) -> CaseResult:
             image = vae.decode(result.codes)
         sync(device)
         decode_s = time.perf_counter() - decode_start
-        return result, image, stamps[-1] - stamps[0], decode_s, [b - a for a, b in zip(stamps, stamps[1:])]
+        intervals = [b - a for a, b in zip(stamps, stamps[1:])]   # set-up, then one per scale
+        return result, image, stamps[-1] - stamps[0], decode_s, intervals
 
     for _ in range(args.warmup):
         one_run()
@@ -149,7 +151,8 @@ def run_case(args) -> CaseResult:
     rss_peak = rss_mb("VmHWM")
     result, image = runs[-1][0], runs[-1][1]
     loop_s = statistics.median(r[2] for r in runs)
-    per_scale = [statistics.median(r[4][i] for r in runs) for i in range(schedule.num_scales)]
+    setup_s = statistics.median(r[4][0] for r in runs)
+    per_scale = [statistics.median(r[4][i + 1] for r in runs) for i in range(schedule.num_scales)]
     flops = generation_flops(model.config, schedule, cond.lengths[0],
                              guided_scales=schedule.num_scales if settings["cfg"] != 1 else 0)
     gemm = statistics.median(gemms)
@@ -162,7 +165,7 @@ def run_case(args) -> CaseResult:
         ours = ((image.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).mul(255).to(torch.uint8)[0].flip(-1).cpu()
         image_diff = int((ours.int() - expected["image_uint8_bgr"].int()).abs().max())
     return CaseResult(
-        size=args.case, pixels=pixels, tokens=schedule.num_tokens, load_s=load_s, loop_s=loop_s,
+        size=args.case, pixels=pixels, tokens=schedule.num_tokens, load_s=load_s, loop_s=loop_s, setup_s=setup_s,
         decode_s=statistics.median(r[3] for r in runs), per_scale_s=per_scale, gflop=flops.total / 1e9,
         gemm_gflops=gemm, efficiency=flops.total / loop_s / 1e9 / gemm, weights_mb=weights_bytes / 2 ** 20,
         bandwidth_gbs=bandwidth, weights_pass_s=weights_bytes / bandwidth / 1e9, rss_base_mb=rss_base,
@@ -185,7 +188,7 @@ def print_table(results: list[CaseResult], args) -> None:
               f"| {r.image_max_diff} |")
     for r in results:
         scales = " ".join(f"{1e3 * s:.1f}" for s in r.per_scale_s)
-        print(f"\nper-scale ms at {r.size} px: {scales}")
+        print(f"\nper-scale ms at {r.size} px (after {1e3 * r.setup_s:.1f} ms of text and cache set-up): {scales}")
         print(f"memory bandwidth {r.bandwidth_gbs:.1f} GB/s; load {r.load_s:.2f} s; "
               f"RSS base {r.rss_base_mb:.0f} MB, peak during generation {r.rss_peak_gen_mb:.0f} MB")
 

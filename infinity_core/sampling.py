@@ -30,7 +30,8 @@ from .transformer.rope import rope_table
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]   # (scales done, scales in total); may raise to stop the run
+ProgressCallback = Callable[[int, int], None]   # (scales done, scales in total); may raise to stop the run.
+# It is called with 0 once the text is prepared and the KV cache allocated, then after every scale.
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,9 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
     with torch.inference_mode():
         sampler = ScaleSampler(transformer, text, uncond, schedule, sampling, seed)
         for scale in range(schedule.num_scales):
-            sampler.step(scale)
             if callback is not None:
-                callback(scale + 1, schedule.num_scales)
+                callback(scale, schedule.num_scales)
+            sampler.step(scale)
+        if callback is not None:
+            callback(schedule.num_scales, schedule.num_scales)
         return sampler.result()

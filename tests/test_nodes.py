@@ -173,7 +173,7 @@ def test_progress_advances_per_scale_and_interrupt_stops_between_scales(env, mod
     sys.modules["comfy.utils"].PROGRESS_BAR_HOOK = hook
     with pytest.raises(mm.InterruptProcessingException):
         run_graph(env, models)
-    assert updates == [(1, 7), (2, 7), (3, 7)]
+    assert updates == [(0, 7), (1, 7), (2, 7), (3, 7)]   # 0: set up, before the first scale
     sys.modules["comfy.utils"].PROGRESS_BAR_HOOK = None
     assert torch.equal(run_graph(env, models), reference)
 

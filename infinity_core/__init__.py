@@ -17,10 +17,11 @@ from .sampling import GenerationResult, SamplingConfig, generate
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, Schedule, get_schedule, parse_aspect
 from .text import TextCondition
 from .text_encoder import T5TextEncoder, load_text_encoder
+from .transformer.cpu_kernels import prepack_for_cpu
 
 __all__ = [
     "ASPECT_PRESETS", "GenerationResult", "InfinityError", "InfinityPipeline", "PIXEL_BUDGETS", "SamplingConfig",
     "Schedule", "T5TextEncoder", "TRANSFORMER_PRESETS", "TextCondition", "TransformerConfig", "VAEConfig",
     "VAE_PRESETS", "check_pair", "generate", "get_schedule", "load_text_encoder", "load_transformer", "load_vae",
-    "parse_aspect", "to_pil", "to_uint8",
+    "parse_aspect", "prepack_for_cpu", "to_pil", "to_uint8",
 ]

@@ -18,13 +18,11 @@ from .config import (TransformerConfig, VAEConfig, transformer_config_from_state
                      vae_config_from_state_dict)
 from .errors import InfinityError
 from .tokenizer.autoencoder import BitwiseVAE
-from .transformer.model import InfinityTransformer
+from .transformer.model import BLOCK_MATMULS, InfinityTransformer
 from .weights import TensorSource, check_layout, open_sources, transformer_key_map, vae_key
 
 log = logging.getLogger(__name__)
 
-# Block parameters that run in the low-precision compute dtype: the big matmuls and their biases.
-LOW_PRECISION_BLOCK_LINEARS = ("sa.mat_qkv.", "sa.proj.", "ca.mat_q.", "ca.mat_kv.", "ca.proj.", "ffn.fc1.", "ffn.fc2.")
 
 
 def default_device() -> torch.device:
@@ -77,7 +75,7 @@ def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placem
 
 
 def _block_param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
-    if name.startswith("blocks.") and any(part in name for part in LOW_PRECISION_BLOCK_LINEARS):
+    if name.startswith("blocks.") and any(f".{matmul}." in name for matmul in BLOCK_MATMULS):
         return dtype
     return torch.float32
 

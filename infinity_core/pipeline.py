@@ -19,6 +19,7 @@ from .sampling import GenerationResult, ProgressCallback, generate
 from .text import TextCondition
 from .text_encoder import T5TextEncoder, default_text_dtype, load_text_encoder
 from .tokenizer.autoencoder import BitwiseVAE
+from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import InfinityTransformer
 
 
@@ -46,6 +47,7 @@ class InfinityPipeline:
                    dtype: torch.dtype | None = None) -> "InfinityPipeline":
         model = load_transformer(transformer, device, dtype)
         device = model.pos_start.device
+        prepack_for_cpu(model)   # oneDNN layout for the block matmuls when running on the CPU (a no-op elsewhere)
         autoencoder = load_vae(vae, device, dtype, with_encoder=False)
         check_pair(model.config, autoencoder.config, f"transformer '{transformer}'", f"VAE '{vae}'")
         # The text encoder waits on the CPU and visits the GPU only while it encodes (see `encode`).

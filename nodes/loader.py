@@ -12,7 +12,7 @@ from typing import Callable, Hashable
 
 import torch
 
-from ..infinity_core import load_text_encoder, load_transformer, load_vae
+from ..infinity_core import load_text_encoder, load_transformer, load_vae, prepack_for_cpu
 from . import comfy_bridge, model_folders
 from .types import (INFINITY_MODEL, INFINITY_TEXT_ENCODER, INFINITY_VAE, InfinityModel, InfinityTextEncoder,
                     InfinityVAE)
@@ -73,6 +73,8 @@ class InfinityTransformerLoader:
 
         def read() -> InfinityModel:
             module = load_transformer(path, placement.offload_device, placement.dtype)
+            if placement.load_device.type == "cpu":   # it never leaves the CPU: use the oneDNN-prepacked matmuls
+                prepack_for_cpu(module)
             return InfinityModel(comfy_bridge.managed(module, placement), model_file, placement.dtype)
         return (_reuse_or_load(("transformer", *_file_identity(path), placement), read),)
 

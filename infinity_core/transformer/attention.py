@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .kv_cache import KVCache, TextKV
-from .layers import linear
+from .layers import linear, matmul
 from .rope import apply_rope
 
 MAX_LOG_ATTN_SCALE = math.log(100.0)   # cos-attention temperature is clamped at 100 (basic.py:222)
@@ -46,7 +46,7 @@ class SelfAttention(nn.Module):
         B, l, C = x.shape
         weight = self.mat_qkv.weight
         bias = _with_zero_key_bias(self.q_bias, self.v_bias).to(weight.dtype)
-        qkv = F.linear(x.to(weight.dtype), weight, bias).view(B, l, 3, self.num_heads, self.head_dim)
+        qkv = matmul(x, weight, bias).view(B, l, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                              # [B, H, l, hd] each
         temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()        # [1, H, 1, 1]
         q = apply_rope(F.normalize(q.float(), dim=-1, eps=1e-12).mul(temperature), rotation).to(v.dtype)
@@ -72,7 +72,7 @@ class CrossAttention(nn.Module):
         """Keys/values of projected text [B, Lt, C] (computed once per generation and block)."""
         B, Lt, _ = text.shape
         weight = self.mat_kv.weight
-        kv = F.linear(text.to(weight.dtype), weight, _with_zero_key_bias(None, self.v_bias).to(weight.dtype))
+        kv = matmul(text, weight, _with_zero_key_bias(None, self.v_bias).to(weight.dtype))
         keys, values = kv.view(B, Lt, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         return TextKV(keys, values, mask)                                              # [B, H, Lt, hd]
 

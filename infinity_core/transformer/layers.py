@@ -11,9 +11,28 @@ import torch.nn.functional as F
 from torch import nn
 
 
+ONEDNN_ROWS = 256   # rows per oneDNN call: as fast as one big call, without its 10s of MB of cached buffers
+
+
+def matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias in the weight's dtype (x is cast to it); the result keeps that dtype.
+
+    A weight prepacked for oneDNN (`cpu_kernels.prepack_for_cpu`) takes oneDNN's linear kernel."""
+    x = x.to(weight.dtype)
+    if not weight.is_mkldnn:
+        return F.linear(x, weight, bias)
+    rows = x.reshape(-1, x.shape[-1])                                   # [N, K]
+    if rows.shape[0] <= ONEDNN_ROWS:
+        out = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
+    else:   # oneDNN caches a buffer per input shape; bounded row blocks keep that memory small
+        out = torch.cat([torch.ops.mkldnn._linear_pointwise(block, weight, bias, "none", [], "")
+                         for block in rows.split(ONEDNN_ROWS)])
+    return out.view(*x.shape[:-1], -1)
+
+
 def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    """`layer(x)` computed in the layer's weight dtype (x is cast to it); the result keeps that dtype."""
-    return F.linear(x.to(layer.weight.dtype), layer.weight, layer.bias)
+    """`layer(x)` through `matmul`."""
+    return matmul(x, layer.weight, layer.bias)
 
 
 def ada_layer_norm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
@@ -44,7 +63,12 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(F.gelu(linear(x, self.fc1), approximate="tanh"), self.fc2)
+        hidden = linear(x, self.fc1)                                   # [B, l, hidden]: a scale's largest activation
+        if hidden.requires_grad:
+            hidden = F.gelu(hidden, approximate="tanh")
+        else:                                                          # inference: no second buffer of that size
+            hidden = torch.ops.aten.gelu_(hidden, approximate="tanh")
+        return linear(hidden, self.fc2)
 
 
 class AdaLNBeforeHead(nn.Module):

@@ -25,6 +25,11 @@ from .layers import AdaLNBeforeHead, FeedForward, RMSNorm, ada_layer_norm
 from .rope import rope_table
 
 
+# The big per-block matmuls (everything else in a block is a norm, a modulation table or a bias):
+# they take the low-precision compute dtype, and on CPUs oneDNN's prepacked layout (cpu_kernels.py).
+BLOCK_MATMULS = ("sa.mat_qkv", "sa.proj", "ca.mat_q", "ca.mat_kv", "ca.proj", "ffn.fc1", "ffn.fc2")
+
+
 @dataclass(frozen=True)
 class TextContext:
     """What the blocks need from the text, computed once per generation."""

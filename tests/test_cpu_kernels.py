@@ -1,0 +1,58 @@
+"""oneDNN-prepacked block matmuls (the CPU fast path): same outputs as the plain path to fp32 rounding."""
+import pytest
+import torch
+
+from infinity_core import generate, get_schedule, load_transformer, prepack_for_cpu
+from infinity_core.text import TextCondition
+from infinity_core.transformer.cpu_kernels import onednn_linear_available
+from infinity_core.transformer.layers import ONEDNN_ROWS, matmul
+from infinity_core.transformer.model import BLOCK_MATMULS
+
+from conftest import FIXTURES
+
+pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch build has no oneDNN linear ops")
+
+
+@pytest.fixture(scope="module")
+def models():
+    plain = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
+    packed = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
+    assert prepack_for_cpu(packed) and not prepack_for_cpu(packed)      # packs once
+    return plain, packed
+
+
+def test_every_block_matmul_is_packed_in_place(models):
+    plain, packed = models
+    for block_plain, block_packed in zip(plain.blocks, packed.blocks):
+        for name in BLOCK_MATMULS:
+            weight = block_packed.get_submodule(name).weight
+            assert weight.is_mkldnn and weight.shape == block_plain.get_submodule(name).weight.shape
+    assert not packed.head.weight.is_mkldnn
+
+
+@pytest.mark.parametrize("rows", [1, 7, ONEDNN_ROWS, 3 * ONEDNN_ROWS + 5])
+def test_packed_matmul_equals_linear(rows):
+    weight, bias, x = torch.randn(96, 48), torch.randn(96), torch.randn(2, rows, 48)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 2)
+    torch.testing.assert_close(matmul(x, packed, bias), torch.nn.functional.linear(x, weight, bias),
+                               atol=1e-4, rtol=1e-5)
+
+
+def test_teacher_forced_logits_and_greedy_bits_unchanged(models, fixture_tensors, manifest):
+    plain, packed = models
+    text = fixture_tensors("text_encoder.safetensors")
+    fox = TextCondition.from_features([text["p1_kv_compact"]])
+    teacher = fixture_tensors("teacher_forced.safetensors")
+    with torch.no_grad():
+        logits = packed.forward_teacher(fox, teacher["x_BLC_wo_prefix"], get_schedule(1.0, "0.06M"))
+    torch.testing.assert_close(logits, teacher["logits_BLV"], atol=1e-4, rtol=0)
+    prompts = {info["prompt"]: text[f"{key}_kv_compact"] for key, info in manifest["text_encoder"]["prompts"].items()}
+    for case in manifest["cases"].values():
+        if case["kind"] != "generation":
+            continue
+        settings, expected = case["settings"], fixture_tensors(case["file"])
+        result = generate(packed, TextCondition.from_features([prompts[settings["prompt"]]]),
+                          h_div_w=settings["h_div_w_template"], pixels=settings["pn"], cfg=settings["cfg"],
+                          tau=settings["tau"], top_k=settings["top_k"], top_p=settings["top_p"], seed=settings["g_seed"])
+        for scale, bits in enumerate(result.bits):
+            assert torch.equal(bits, expected[f"bits_s{scale}"][:, 0]), (case["file"], scale)

@@ -49,16 +49,11 @@ class InfinityTokenizerDecode:
         return (decode_images(vae, codes, tiling=None),)
 
 
-class InfinityTokenizerDecodeTiled:
+class InfinityTokenizerDecodeTiled(InfinityTokenizerDecode):
     DISPLAY_NAME = "Infinity Tokenizer Decode (Tiled)"
     DESCRIPTION = ("Infinity Tokenizer Decode in overlapping tiles, for images too large to decode at once: "
                    "memory follows the tile size. Tiles are cross-faded over the overlap, so no edge shows; "
                    "the result differs slightly from a whole-image decode.")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("RGB images, for Save Image, Preview Image or any other image node.",)
-    FUNCTION = "decode"
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -151,14 +151,9 @@ class InfinityBitwiseSampler:
         return (run_sampler(model, conditioning, SamplerSettings(**widgets)),)
 
 
-class InfinityBitwiseSamplerAdvanced:
+class InfinityBitwiseSamplerAdvanced(InfinityBitwiseSampler):
     DISPLAY_NAME = "Infinity Bitwise Sampler (Advanced)"
     DESCRIPTION = "The Infinity Bitwise Sampler with a cfg for each scale instead of one for all."
-    CATEGORY = "Infinity"
-    RETURN_TYPES = (INFINITY_CODES,)
-    RETURN_NAMES = ("codes",)
-    OUTPUT_TOOLTIPS = ("The image's bitwise codes, for Infinity Tokenizer Decode.",)
-    FUNCTION = "sample"
 
     @classmethod
     def INPUT_TYPES(cls):

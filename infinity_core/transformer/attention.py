@@ -46,11 +46,12 @@ class SelfAttention(nn.Module):
         B, l, C = x.shape
         weight = self.mat_qkv.weight
         bias = _with_zero_key_bias(self.q_bias, self.v_bias).to(weight.dtype)
-        qkv = matmul(x, weight, bias).view(B, l, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                              # [B, H, l, hd] each
+        qkv = matmul(x, weight, bias).view(B, l, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()        # [1, H, 1, 1]
-        q = apply_rope(F.normalize(q.float(), dim=-1, eps=1e-12).mul(temperature), rotation).to(v.dtype)
-        k = apply_rope(F.normalize(k.float(), dim=-1, eps=1e-12), rotation).to(v.dtype)
+        qk_scale = torch.stack((temperature, torch.ones_like(temperature)))          # [2, 1, H, 1, 1]: q only
+        # q and k together: l2-normalise per head, scale q, rotate; [2, B, H, l, hd]
+        qk = apply_rope(F.normalize(qkv[:2].float(), dim=-1, eps=1e-12).mul(qk_scale), rotation).to(qkv.dtype)
+        (q, k), v = qk.unbind(0), qkv[2]                                             # [B, H, l, hd] each
         if cache is not None:
             k, v = cache.store(block, k, v)                                          # [B, H, L_seen, hd]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)     # [B, H, l, hd]

@@ -41,7 +41,7 @@ NODE_IDS = {"InfinityTransformerLoader", "InfinityVAELoader", "InfinityTextEncod
             "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode",
             "InfinityTokenizerDecodeTiled"}
 EXTRA_PATHS_MODEL = "from_extra_model_paths.safetensors"
-MISMATCHED_VAE = "vae_16bit.safetensors"
+MISMATCHED_VAE = "vae_24bit.safetensors"   # neither the stand-in's 32 bits nor the demo model's 16
 STARTUP_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 300
 # Console errors of the page that have nothing to do with the pack: the offline release check, absent user
@@ -152,7 +152,7 @@ def _prepare_base_directory(base: Path) -> Path:
     if not _shipped_demo_present():
         build_standin_models(base / "models", DEMO_NAMES)
     (base / "models" / "vae").mkdir(parents=True, exist_ok=True)
-    write_mismatched_vae(base / "models" / "vae" / MISMATCHED_VAE)
+    write_mismatched_vae(base / "models" / "vae" / MISMATCHED_VAE, bits=24)
     extra = base / "elsewhere"
     (extra / "infinity_models").mkdir(parents=True)
     shutil.copyfile(FIXTURES / "infinity_tiny.safetensors", extra / "infinity_models" / EXTRA_PATHS_MODEL)

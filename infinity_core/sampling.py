@@ -104,8 +104,9 @@ class ScaleSampler:
         rows = 2 * self.batch if self.uncond_until else self.batch
         self.context = model.prepare_text(text.concat(uncond_text) if self.uncond_until else text)
         compute_dtype = model.blocks[0].sa.mat_qkv.weight.dtype
-        self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim, schedule.num_tokens,
-                             compute_dtype, device)
+        last_h, last_w = schedule.grids[-1]
+        self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim,
+                             schedule.num_tokens - last_h * last_w, compute_dtype, device)
         self.rotation = rope_table(schedule, config.head_dim).to(device)     # [L, hd/2] complex
         self.generator = torch.Generator(device).manual_seed(seed)
         self.patchify = config.spatial_patchify

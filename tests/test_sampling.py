@@ -35,7 +35,8 @@ def _same(a, b):
 
 
 def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
-    """Scale-by-scale logits with the KV cache == the teacher-forced pass over the same (random) bits."""
+    """Scale-by-scale logits with the KV cache == the teacher-forced pass over the same (random) bits,
+    the last scale included, whose keys/values the cache does not keep."""
     schedule = get_schedule(0.75, "0.06M")
     generator = torch.Generator().manual_seed(3)
     bits = [torch.randint(0, 2, (1, h * w, 32), generator=generator, dtype=torch.uint8) for h, w in schedule.grids]
@@ -52,6 +53,8 @@ def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
                 inputs.append(next_scale_input(summed, schedule.grids[scale + 1], patchify=False))
         teacher = model.forward_teacher(fox, torch.cat(inputs, dim=1), schedule)
     torch.testing.assert_close(torch.cat(cached, dim=1), teacher, atol=2e-5, rtol=0)
+    last_h, last_w = schedule.grids[-1]
+    assert sampler.cache.keys[0].shape[2] == schedule.num_tokens - last_h * last_w
 
 
 def test_same_seed_same_image_other_seed_other_image(model, fox):

@@ -2,7 +2,12 @@
 
 The sampler creates one `KVCache` per generation and drops it at the end, so the cached model object
 never holds state between runs (an interrupted run leaves nothing behind). Buffers are allocated once
-for the whole schedule; every scale writes its slice in place instead of re-concatenating the past.
+for the schedule; every scale writes its slice in place instead of re-concatenating the past.
+
+The last scale's keys/values are read by no later scale, so they are not kept: the buffers hold only
+the tokens before it, and the last scale attends to that prefix concatenated with its own keys/values
+(a transient copy, one block at a time). The last scale is the largest (64x64 of 10,521 tokens at 1M
+pixels, 32x32 of 2,521 at 0.25M), so this drops ~40 % of the cache at no cost in output.
 """
 from __future__ import annotations
 
@@ -28,11 +33,15 @@ class TextKV:
 
 
 class KVCache:
-    """Preallocated self-attention keys/values for `depth` blocks, filled scale by scale."""
+    """Preallocated self-attention keys/values for `depth` blocks, filled scale by scale.
 
-    def __init__(self, depth: int, batch: int, num_heads: int, head_dim: int, total_tokens: int,
+    `kept_tokens` positions are stored (the tokens of every scale but the last); a scale that ends past
+    them attends to the stored prefix and its own keys/values without storing them."""
+
+    def __init__(self, depth: int, batch: int, num_heads: int, head_dim: int, kept_tokens: int,
                  dtype: torch.dtype, device: torch.device):
-        shape = (batch, num_heads, total_tokens, head_dim)
+        self.kept_tokens = kept_tokens
+        shape = (batch, num_heads, kept_tokens, head_dim)
         self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]     # [B, H, L, hd] each
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]
         self.text: list[TextKV] = []
@@ -48,6 +57,9 @@ class KVCache:
 
         `b` may be smaller than the allocated batch once the unconditional half is dropped."""
         b = keys.shape[0]
+        if self.end > self.kept_tokens:      # the last scale: nothing later reads its keys/values
+            return (torch.cat([self.keys[block][:b, :, :self.start], keys], dim=2),
+                    torch.cat([self.values[block][:b, :, :self.start], values], dim=2))
         self.keys[block][:b, :, self.start:self.end] = keys
         self.values[block][:b, :, self.start:self.end] = values
         return self.keys[block][:b, :, :self.end], self.values[block][:b, :, :self.end]

@@ -13,9 +13,12 @@ import numpy as np
 import torch
 
 from infinity_core.pipeline import InfinityPipeline, to_uint8
+from infinity_core.schedules import get_schedule
+from infinity_core.tokenizer.autoencoder import BitwiseVAE
 
 from .detector import AdherenceScore, score
-from .shapes import SceneSpec, caption
+from .shapes import SceneSpec, caption, render
+from .vae_trainer import images_to_tensor
 
 ATTRIBUTES = ("color", "background", "position", "shape")
 
@@ -67,6 +70,23 @@ def evaluate(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: Sampl
              seed: int = 0) -> AdherenceReport:
     images = generate_images(pipe, specs, settings, seed=seed)
     return AdherenceReport(settings, tuple(score(image, spec) for image, spec in zip(images, specs)))
+
+
+def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed: int = 0,
+                            pixels: str = "0.06M", batch_size: int = 20) -> dict[str, float]:
+    """The tokenizer's ceiling: per-attribute accuracy of the VAE's own reconstructions of `specs`
+    (rendered with `seed`, encoded to every scale of `pixels`, decoded), scored like generated images."""
+    rng = np.random.default_rng(seed)
+    grids = list(get_schedule(1.0, pixels).grids)
+    scores = []
+    with torch.inference_mode():
+        for first in range(0, len(specs), batch_size):
+            batch = specs[first:first + batch_size]
+            images = images_to_tensor([render(spec, rng) for spec in batch])     # [b, 3, S, S] in [-1, 1]
+            decoded = vae.decode(vae.encode(images, grids).summed_codes)         # [b, 3, S, S]
+            scores.extend(score(array.numpy(), spec) for array, spec in zip(to_uint8(decoded), batch))
+    return {attribute: float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
+            for attribute in ATTRIBUTES}
 
 
 def format_table(reports: Sequence[AdherenceReport], num_prompts: int) -> str:

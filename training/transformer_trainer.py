@@ -7,11 +7,16 @@ Follows FoundationVision/Infinity `trainer.py:InfinityTrainer.train_step` and `i
 * text dropout for classifier-free guidance: a caption's features are replaced by the learned
   `cfg_uncond` rows with probability `cond_drop_rate` = 0.1;
 * bit loss: cross-entropy of each bit's two logits, mean over the d bits (`bitloss_type='mean'`), each
-  scale weighted equally (`reweight_loss_by_scale=1`);
+  scale weighted equally (`reweight_loss_by_scale=1`); unlike upstream, tokens over object pixels weigh
+  `object_weight` times more (objects cover ~7 % of an image, as in the VAE's foreground weighting);
 * AdamW with gradient clipping (`tclip=2`); weights initialised as `init_weights` + `special_init`.
 
-To fit a CPU budget, most steps train only the first `prefix_scales` scales (upstream's
-`always_training_scales` truncation); every `full_sequence_every`-th step trains the whole pyramid.
+To fit a CPU budget, most steps train only the first scales (upstream's `always_training_scales`
+truncation): step k trains the first `scale_cycle[k % len(scale_cycle)]` scales. Where the object is
+and which colour it has are decided at the 2x2 and 4x4 scales, whose tokens start out identical and must
+tell themselves apart through RoPE alone; learning that from the caption takes ~2000 steps, so the cycle
+spends most steps on those cheap short prefixes (21 and 57 tokens), every sixth on the first six scales
+(up to 12x12) and every sixth on the whole pyramid.
 The encoder features of a fixed pool of training images are computed once, with the frozen VAE.
 
 Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width, Ct5 text channels.
@@ -37,7 +42,7 @@ from .schedule import LossLog, warmup_cosine
 from .self_correction import flip_requant
 from .shapes import ShapesDataset
 from .text_model import CaptionTokenizer, TextModelConfig, build_text_model, caption_features
-from .vae_trainer import images_to_tensor
+from .vae_trainer import foreground_weights, images_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ DEMO_TRANSFORMER = TransformerConfig(depth=4, width=128, num_heads=4, ffn_hidden
 class TransformerTrainConfig:
     architecture: TransformerConfig = DEMO_TRANSFORMER
     text: TextModelConfig = DEMO_TEXT
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
@@ -59,10 +64,10 @@ class TransformerTrainConfig:
     grad_clip: float = 2.0
     cond_drop_rate: float = 0.1          # text dropout for classifier-free guidance
     max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
+    object_weight: float = 5.0           # loss weight of object pixels' tokens (objects cover ~7 % of an image)
     pool_images: int = 2000              # training images whose encoder features are computed once
     pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
-    prefix_scales: int = 5               # scales trained on the cheap steps (5 = up to 8x8 tokens)
-    full_sequence_every: int = 3         # every n-th step trains all scales
+    scale_cycle: tuple[int, ...] = (3, 4, 6, 3, 4, 7)   # scales trained by step k: scale_cycle[k % len]; 7 = all
     pixels: str = "0.06M"
 
 
@@ -109,18 +114,24 @@ class FeaturePool:
     """Encoder features of a fixed set of training images, with their captions."""
 
     raw_features: torch.Tensor    # [N, d, H, W] float32
+    pixel_weights: torch.Tensor   # [N, 1, H, W] float32: mean loss weight of each latent cell's pixels
     captions: tuple[str, ...]
 
 
-def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, batch_size: int = 16) -> FeaturePool:
+def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float = 1.0,
+                batch_size: int = 16) -> FeaturePool:
+    """Encode `count` training images; pixels of objects weigh `object_weight`, background pixels 1."""
     dataset = ShapesDataset(seed, length=offset + count)
-    features, captions = [], []
+    features, pixel_weights, captions = [], [], []
     with torch.inference_mode():
         for first in range(offset, offset + count, batch_size):
             items = [dataset[i] for i in range(first, min(first + batch_size, offset + count))]
-            features.append(vae.encoder(images_to_tensor([image for image, _ in items])).float().contiguous())
+            images = images_to_tensor([image for image, _ in items])                     # [b, 3, S, S]
+            features.append(vae.encoder(images).float().contiguous())                     # [b, d, H, W]
+            pixel_weights.append(F.avg_pool2d(foreground_weights(images, object_weight),
+                                              vae.config.downsample))                     # [b, 1, H, W]
             captions.extend(caption for _, caption in items)
-    return FeaturePool(torch.cat(features), tuple(captions))
+    return FeaturePool(torch.cat(features), torch.cat(pixel_weights).contiguous(), tuple(captions))
 
 
 # --- loss ---------------------------------------------------------------------------------------------
@@ -131,11 +142,19 @@ def scale_balanced_weights(schedule: Schedule) -> torch.Tensor:
     return weights / weights.sum()
 
 
+def token_weights(pixel_weights: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """Latent-cell weights [B, 1, H, W] -> [B, L]: each token's mean pixel weight times its scale's share."""
+    per_scale = [F.interpolate(pixel_weights, size=grid, mode="area").flatten(1) for grid in schedule.grids]
+    return torch.cat(per_scale, dim=1) * scale_balanced_weights(schedule)
+
+
 def bit_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
-    """Logits [B, L, 2d] (bit i's pair at 2i, 2i+1), labels [B, L, d] -> weighted mean bit cross-entropy."""
+    """Logits [B, L, 2d] (bit i's pair at 2i, 2i+1), labels [B, L, d], weights [L] or [B, L] -> the weighted
+    mean bit cross-entropy of each sample, averaged over the batch."""
     B, L, d = labels.shape
     per_bit = F.cross_entropy(logits.view(B, L, d, 2).permute(0, 3, 1, 2), labels, reduction="none")   # [B, L, d]
-    return (per_bit.mean(-1) * token_weights).sum(-1).mean()
+    weights = token_weights.expand(B, L)
+    return ((per_bit.mean(-1) * weights).sum(-1) / weights.sum(-1)).mean()
 
 
 def truncated(schedule: Schedule, num_scales: int) -> Schedule:
@@ -155,7 +174,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     """Train a fresh transformer and T5 against the frozen `vae`, deterministically by `seed`."""
     torch.manual_seed(seed)
     started = time.perf_counter()
-    pool = encode_pool(vae, seed, config.pool_images, config.pool_offset)
+    pool = encode_pool(vae, seed, config.pool_images, config.pool_offset, config.object_weight)
     encode_seconds = time.perf_counter() - started
     log.info("encoded %d training images in %.0f s", len(pool.captions), encode_seconds)
 
@@ -171,16 +190,15 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     full = get_schedule(1.0, config.pixels)
-    schedules = {"full": full, "prefix": truncated(full, config.prefix_scales)}
-    weights = {name: scale_balanced_weights(s) for name, s in schedules.items()}
+    schedules = {n: truncated(full, n) for n in set(config.scale_cycle)}
     result = TransformerTrainResult(transformer, text_model, encode_seconds=encode_seconds)
     train_started = time.perf_counter()
     for step in range(config.steps):
         lr = warmup_cosine(step, config.steps, config.warmup_steps, config.learning_rate)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        kind = "full" if step % config.full_sequence_every == 0 else "prefix"
-        schedule = schedules[kind]
+        num_scales = config.scale_cycle[step % len(config.scale_cycle)]
+        schedule = schedules[num_scales]
         batch = torch.randint(0, len(pool.captions), (config.batch_size,), generator=generator).tolist()
         forcing = flip_requant(pool.raw_features[batch], full.grids, max_flip=config.max_flip,
                                noise_scales=full.num_scales, generator=generator)
@@ -189,7 +207,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
                                  config.cond_drop_rate, generator)
         logits = transformer.forward_teacher(text, forcing.next_inputs[:, :num_tokens - 1], schedule)   # [B, L, 2d]
         labels = forcing.labels[:, :num_tokens]                                                          # [B, L, d]
-        loss = bit_loss(logits, labels, weights[kind])
+        loss = bit_loss(logits, labels, token_weights(pool.pixel_weights[batch], schedule))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
@@ -198,11 +216,11 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
             correct = logits.view(*labels.shape, 2).argmax(-1).eq(labels).float()     # [B, L, d]
             first_scales = schedule.token_offset(3)                                   # 1x1, 2x2, 4x4
             parts = {"bit_accuracy": correct.mean().item(), "layout_accuracy": correct[:, :first_scales].mean().item()}
-        if kind == "full":
+        if num_scales == full.num_scales:
             result.losses.append(step, loss.item(), **parts)
         if step % 20 == 0 or step == config.steps - 1:
-            log.info("transformer step %d/%d (%s) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s", step,
-                     config.steps, kind, loss.item(), parts["bit_accuracy"], parts["layout_accuracy"], lr,
+            log.info("transformer step %d/%d (%d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s", step,
+                     config.steps, num_scales, loss.item(), parts["bit_accuracy"], parts["layout_accuracy"], lr,
                      time.perf_counter() - train_started)
     transformer.eval()
     text_model.eval()

@@ -30,7 +30,9 @@ from .schedule import LossLog, warmup_cosine
 log = logging.getLogger(__name__)
 
 FOREGROUND_THRESHOLD = 0.1   # in [-1, 1] units, far below the gap between any two palette colours
-DEMO_VAE = VAEConfig(codebook_dim=16, base_channels=24, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=0)
+# 48 channels: GroupNorm then normalises pairs of channels (24 groups). With 24 channels (one per group) a
+# region's absolute colour is normalised away before every nonlinearity and colours are barely learnt.
+DEMO_VAE = VAEConfig(codebook_dim=16, base_channels=48, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=0)
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,11 @@ class VAEPhase:
     batch_size: int
 
 
-# Coarse to fine: GroupNorm over single channels (24 channels, 24 groups) hides a region's absolute
-# colour from every nonlinearity, so colour identity is learnt slowly (~1500 steps); learning it on
-# 64 px images is 16x cheaper, then the geometry is adapted at 128 and 256 px.
-DEMO_PHASES = (VAEPhase(downscale=4, steps=1000, batch_size=8),
+# Coarse to fine: colours and layout are learnt on 64 px images (16x cheaper per image), then the
+# geometry is adapted at 128 and 256 px.
+DEMO_PHASES = (VAEPhase(downscale=4, steps=1500, batch_size=8),
                VAEPhase(downscale=2, steps=600, batch_size=4),
-               VAEPhase(downscale=1, steps=1500, batch_size=2))
+               VAEPhase(downscale=1, steps=600, batch_size=2))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ official implementation's bits and image (../shared/bench). Nothing here asserts
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -46,6 +47,12 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def reset_peak_rss() -> None:
+    """Give freed heap memory back to the OS (the GEMM probes' 50 MB matrices would otherwise stay in the
+    RSS the next run starts from), then reset VmHWM to the current RSS."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        log.warning("cannot trim the heap (not glibc); the peak may include memory freed by the GEMM probes")
     try:
         Path("/proc/self/clear_refs").write_text("5")      # resets VmHWM to the current RSS
     except OSError:
@@ -156,18 +163,23 @@ def run_case(args) -> CaseResult:
         intervals = [b - a for a, b in zip(stamps, stamps[1:])]   # set-up, then one per scale
         return result, image, stamps[-1] - stamps[0], decode_s, intervals
 
-    for _ in range(args.warmup):
+    # Peak RSS: of the first generation + decode, measured before any GEMM probe runs (the probes leave
+    # oneDNN primitive caches and buffers resident that a generation in ComfyUI or the CLI never has).
+    reset_peak_rss()
+    first_run = one_run()
+    rss_peak = rss_mb("VmHWM")
+    for _ in range(args.warmup - 1):
         one_run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    runs, gemms, best_gemms, peaks = [], [], [], []
-    for _ in range(args.runs):
-        reset_peak_rss()                    # the peak of generation + decode only, not of the GEMM probes
+    runs, gemms, best_gemms = ([] if args.warmup else [first_run]), [], []
+    while len(runs) < args.runs:
         runs.append(one_run())
-        peaks.append(rss_mb("VmHWM"))
         gemms.append(gemm_gflops(device, torch.float32))
         best_gemms.append(best_gemm_gflops(device))
-    rss_peak = max(peaks)
+    if not gemms:
+        gemms.append(gemm_gflops(device, torch.float32))
+        best_gemms.append(best_gemm_gflops(device))
     result, image = runs[-1][0], runs[-1][1]
     loop_s = statistics.median(r[2] for r in runs)
     setup_s = statistics.median(r[4][0] for r in runs)

@@ -5,7 +5,8 @@ defaults, fixed seed). On these 20 prompts the shipped model measures, at cfg 3:
 100 %, position 100 %, shape 45 %; its VAE's own reconstructions: colour 100 %, background 100 %,
 position 100 %, shape 90 %. The thresholds sit under those numbers so that a real regression fails and
 sampling noise does not. The issue's 200-prompt targets are met for background and position only (see the
-README's demo section): shape is at chance level, so its threshold guards against little more than a collapse.
+README's demo section): shape is at chance level (33 % on 200 prompts), so its threshold guards
+against little more than a collapse.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ pytest.importorskip("transformers")
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NUM_PROMPTS = 20
-THRESHOLDS = {"color": 0.75, "background": 0.90, "position": 0.90, "shape": 0.30}
+THRESHOLDS = {"color": 0.75, "background": 0.90, "position": 0.90, "shape": 0.40}
 TOKENIZER_THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.80}
 SIZE_LIMIT_MB = 15
 

@@ -5,8 +5,9 @@
     python bench/bench_inference.py --device cuda --dtype bf16
     python bench/bench_inference.py --smoke            # one 256 px run (what CI does)
 
-Each size runs in its own child process (clean peak-RSS numbers). In that process: load, warm up, then
-per run the generation loop (per-scale times), the VAE decode, and right after each run an fp32 GEMM
+Each size runs in its own child process (clean peak-RSS numbers). In that process: load, the first
+generation + decode (its peak RSS is the one reported, taken before any GEMM probe ran), then per run the
+generation loop (per-scale times), the VAE decode, and right after each run an fp32 GEMM
 (2048^3 torch.mm) so efficiency = model FLOPs / loop time / GEMM rate compares numbers measured under the
 same machine conditions. Memory bandwidth (a read-only pass over a 256 MB tensor) gives the time one pass
 over the transformer weights takes, the floor of the small scales. Outputs are checked against the
@@ -15,7 +16,6 @@ official implementation's bits and image (../shared/bench). Nothing here asserts
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import os
@@ -47,12 +47,6 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def reset_peak_rss() -> None:
-    """Give freed heap memory back to the OS (the GEMM probes' 50 MB matrices would otherwise stay in the
-    RSS the next run starts from), then reset VmHWM to the current RSS."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        log.warning("cannot trim the heap (not glibc); the peak may include memory freed by the GEMM probes")
     try:
         Path("/proc/self/clear_refs").write_text("5")      # resets VmHWM to the current RSS
     except OSError:

@@ -1,4 +1,4 @@
-"""Shared test helpers: where the official fixtures live, and how to read them."""
+"""Shared test helpers: where the official fixtures live, how to read them, how to run their cases."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+from infinity_core import generate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "infinity_tiny"
 
@@ -25,3 +27,18 @@ def fixture_tensors():
             cache[name] = load_file(str(FIXTURES / name))
         return cache[name]
     return read
+
+
+@pytest.fixture(scope="session")
+def prompt_features(manifest, fixture_tensors) -> dict:
+    """The fixture's prompts -> their T5 features [len, C] (the official `kv_compact`)."""
+    text = fixture_tensors("text_encoder.safetensors")
+    prompts = manifest["text_encoder"]["prompts"]
+    return {info["prompt"]: text[f"{key}_kv_compact"] for key, info in prompts.items()}
+
+
+def generate_case(transformer, cond, settings: dict):
+    """`generate` with a manifest case's official settings."""
+    return generate(transformer, cond, h_div_w=settings["h_div_w_template"], pixels=settings["pn"],
+                    cfg=settings["cfg"], tau=settings["tau"], top_k=settings["top_k"], top_p=settings["top_p"],
+                    seed=settings["g_seed"])

@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from infinity_core import generate, get_schedule, load_transformer, prepack_for_cpu
+from infinity_core import get_schedule, load_transformer, prepack_for_cpu
 from infinity_core.text import TextCondition
 from infinity_core.transformer.cpu_kernels import onednn_linear_available
 from infinity_core.transformer.layers import ONEDNN_ROWS, matmul
 from infinity_core.transformer.model import BLOCK_MATMULS
 
-from conftest import FIXTURES
+from conftest import FIXTURES, generate_case
 
 pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch build has no oneDNN linear ops")
 
@@ -38,21 +38,17 @@ def test_packed_matmul_equals_linear(rows):
                                atol=1e-4, rtol=1e-5)
 
 
-def test_teacher_forced_logits_and_greedy_bits_unchanged(models, fixture_tensors, manifest):
-    plain, packed = models
-    text = fixture_tensors("text_encoder.safetensors")
-    fox = TextCondition.from_features([text["p1_kv_compact"]])
+def test_teacher_forced_logits_and_greedy_bits_unchanged(models, fixture_tensors, manifest, prompt_features):
+    _, packed = models
+    fox = TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p1_kv_compact"]])
     teacher = fixture_tensors("teacher_forced.safetensors")
     with torch.no_grad():
         logits = packed.forward_teacher(fox, teacher["x_BLC_wo_prefix"], get_schedule(1.0, "0.06M"))
     torch.testing.assert_close(logits, teacher["logits_BLV"], atol=1e-4, rtol=0)
-    prompts = {info["prompt"]: text[f"{key}_kv_compact"] for key, info in manifest["text_encoder"]["prompts"].items()}
     for case in manifest["cases"].values():
         if case["kind"] != "generation":
             continue
         settings, expected = case["settings"], fixture_tensors(case["file"])
-        result = generate(packed, TextCondition.from_features([prompts[settings["prompt"]]]),
-                          h_div_w=settings["h_div_w_template"], pixels=settings["pn"], cfg=settings["cfg"],
-                          tau=settings["tau"], top_k=settings["top_k"], top_p=settings["top_p"], seed=settings["g_seed"])
+        result = generate_case(packed, TextCondition.from_features([prompt_features[settings["prompt"]]]), settings)
         for scale, bits in enumerate(result.bits):
             assert torch.equal(bits, expected[f"bits_s{scale}"][:, 0]), (case["file"], scale)

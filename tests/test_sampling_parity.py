@@ -4,11 +4,11 @@ import logging
 import pytest
 import torch
 
-from infinity_core import generate, get_schedule, load_transformer, load_vae
+from infinity_core import get_schedule, load_transformer, load_vae
 from infinity_core.sampling import SamplingConfig, ScaleSampler
 from infinity_core.text import TextCondition
 
-from conftest import FIXTURES
+from conftest import FIXTURES, generate_case
 
 log = logging.getLogger(__name__)
 GREEDY_CASES = ["gen_1x1_cfg1_greedy", "gen_1x1_cfg3_tau05_greedy", "gen_h0.5_cfg4_greedy"]
@@ -25,13 +25,6 @@ def vae():
     return load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32)
 
 
-@pytest.fixture(scope="module")
-def prompt_features(manifest, fixture_tensors):
-    text = fixture_tensors("text_encoder.safetensors")
-    prompts = manifest["text_encoder"]["prompts"]
-    return {info["prompt"]: text[f"{key}_kv_compact"] for key, info in prompts.items()}
-
-
 def _case(manifest, fixture_tensors, prompt_features, name):
     case = manifest["cases"][name]
     settings = case["settings"]
@@ -39,12 +32,6 @@ def _case(manifest, fixture_tensors, prompt_features, name):
     schedule = get_schedule(settings["h_div_w_template"], settings["pn"])
     assert [list(g) for g in schedule.grids] == [s[1:] for s in case["scale_schedule"]]
     return settings, cond, schedule, fixture_tensors(case["file"])
-
-
-def _generate(transformer, cond, settings):
-    return generate(transformer, cond, h_div_w=settings["h_div_w_template"], pixels=settings["pn"],
-                    cfg=settings["cfg"], tau=settings["tau"], top_k=settings["top_k"], top_p=settings["top_p"],
-                    seed=settings["g_seed"])
 
 
 @pytest.mark.parametrize("name", GREEDY_CASES + [SAMPLED_CASE])
@@ -68,7 +55,7 @@ def test_logits_and_inputs_with_forced_bits(transformer, manifest, fixture_tenso
 @pytest.mark.parametrize("name", GREEDY_CASES)
 def test_free_running_greedy_bits_are_exact(transformer, vae, manifest, fixture_tensors, prompt_features, name):
     settings, cond, schedule, expected = _case(manifest, fixture_tensors, prompt_features, name)
-    result = _generate(transformer, cond, settings)
+    result = generate_case(transformer, cond, settings)
     for scale in range(schedule.num_scales):
         assert torch.equal(result.bits[scale], expected[f"bits_s{scale}"][:, 0]), f"scale {scale} bits differ"
     torch.testing.assert_close(result.codes, expected["summed_codes"].squeeze(-3), atol=1e-6, rtol=0)
@@ -82,7 +69,7 @@ def test_sampled_case_bit_agreement(transformer, manifest, fixture_tensors, prom
 
     Near-boundary draws may legitimately flip (checking_guide); the fraction is logged and must stay high."""
     settings, cond, schedule, expected = _case(manifest, fixture_tensors, prompt_features, SAMPLED_CASE)
-    result = _generate(transformer, cond, settings)
+    result = generate_case(transformer, cond, settings)
     same = sum(int((result.bits[s] == expected[f"bits_s{s}"][:, 0]).sum()) for s in range(schedule.num_scales))
     total = sum(expected[f"bits_s{s}"].numel() for s in range(schedule.num_scales))
     log.warning("sampled case: %d / %d bits match the official run (%.4f)", same, total, same / total)

@@ -23,6 +23,11 @@ from .vae_trainer import images_to_tensor
 ATTRIBUTES = ("color", "background", "position", "shape")
 
 
+def attribute_accuracy(scores: Sequence[AdherenceScore], attribute: str) -> float:
+    """Share of `scores` whose `attribute` (one of ATTRIBUTES) matches the prompt."""
+    return float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     """Sampling knobs of one evaluation column (the CLI's defaults except cfg)."""
@@ -40,8 +45,7 @@ class AdherenceReport:
     scores: tuple[AdherenceScore, ...]
 
     def accuracy(self, attribute: str) -> float:
-        """Share of images whose `attribute` (one of ATTRIBUTES) matches the prompt."""
-        return float(np.mean([getattr(s, f"{attribute}_correct") for s in self.scores]))
+        return attribute_accuracy(self.scores, attribute)
 
     @property
     def all_correct(self) -> float:
@@ -85,8 +89,7 @@ def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed
             images = images_to_tensor([render(spec, rng) for spec in batch])     # [b, 3, S, S] in [-1, 1]
             decoded = vae.decode(vae.encode(images, grids).summed_codes)         # [b, 3, S, S]
             scores.extend(score(array.numpy(), spec) for array, spec in zip(to_uint8(decoded), batch))
-    return {attribute: float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
-            for attribute in ATTRIBUTES}
+    return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
 
 
 def format_table(reports: Sequence[AdherenceReport], num_prompts: int) -> str:

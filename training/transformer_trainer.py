@@ -118,7 +118,7 @@ class FeaturePool:
     captions: tuple[str, ...]
 
 
-def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float = 1.0,
+def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float,
                 batch_size: int = 16) -> FeaturePool:
     """Encode `count` training images; pixels of objects weigh `object_weight`, background pixels 1."""
     dataset = ShapesDataset(seed, length=offset + count)
@@ -148,12 +148,11 @@ def token_weights(pixel_weights: torch.Tensor, schedule: Schedule) -> torch.Tens
     return torch.cat(per_scale, dim=1) * scale_balanced_weights(schedule)
 
 
-def bit_loss(logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor) -> torch.Tensor:
-    """Logits [B, L, 2d] (bit i's pair at 2i, 2i+1), labels [B, L, d], weights [L] or [B, L] -> the weighted
+def bit_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Logits [B, L, 2d] (bit i's pair at 2i, 2i+1), labels [B, L, d], token weights [B, L] -> the weighted
     mean bit cross-entropy of each sample, averaged over the batch."""
     B, L, d = labels.shape
     per_bit = F.cross_entropy(logits.view(B, L, d, 2).permute(0, 3, 1, 2), labels, reduction="none")   # [B, L, d]
-    weights = token_weights.expand(B, L)
     return ((per_bit.mean(-1) * weights).sum(-1) / weights.sum(-1)).mean()
 
 

@@ -60,7 +60,11 @@ class VAETrainConfig:
     warmup_steps: int = 50
     commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
     foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects are ~7 %)
-    max_code_flip: float = 0.3         # bits flipped while quantizing (robustness to sampling errors)
+    # Bits flipped while quantizing, only on scales at least `flip_min_side` tokens wide (the finest one,
+    # 16x16): the transformer's bits there are barely better than chance at object edges, so the decoder
+    # learns not to rely on them and draws edges from the 12x12 and coarser codes, which it gets clean.
+    max_code_flip: float = 0.5         # share p ~ U[0, max_code_flip] of a flipped scale's bits
+    flip_min_side: int = 16
     pixels: str = "0.06M"              # the scale schedule quantized at 256 px (16x16 latents)
     data_offset: int = 0               # first ShapesDataset index used (keeps VAE and transformer images apart)
 
@@ -90,17 +94,19 @@ def quantize_straight_through(residual: torch.Tensor) -> torch.Tensor:
     return unit + (snapped - unit).detach()
 
 
-def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...], max_flip: float = 0.0,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """Features [B, d, H, W] -> summed multi-scale codes [B, d, H, W], differentiable (straight-through).
+def multiscale_codes(features: torch.Tensor, grids: tuple[tuple[int, int], ...],
+                     max_flips: tuple[float, ...] | None = None,
+                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Features [B, d, H, W] -> each scale's codes upsampled to the latent grid, [B, d, 1, H, W] per grid,
+    differentiable (straight-through).
 
-    With `max_flip` > 0, a share p ~ U[0, max_flip] of each scale's bits is flipped and later scales
-    re-quantize what is then missing (as `flip_requant` does for the transformer), so the decoder
-    learns to draw clean images from the imperfect codes a sampler produces."""
+    `max_flips` (one per grid): where > 0, a share p ~ U[0, max_flip] of that scale's bits is flipped and
+    later scales re-quantize what is then missing (as `flip_requant` does for the transformer), so the
+    decoder learns to draw clean images from the imperfect codes a sampler produces."""
     latent_grid = tuple(features.shape[-2:])
     residual = features.unsqueeze(2)                                   # [B, d, 1, H, W]
-    summed = torch.zeros_like(residual)
-    for grid in grids:
+    per_scale = []
+    for grid, max_flip in zip(grids, max_flips or (0.0,) * len(grids)):
         codes = quantize_straight_through(downsample_residual(residual, grid))   # [B, d, 1, h, w]
         if max_flip > 0:
             ratio = float(torch.rand((), generator=generator)) * max_flip
@@ -108,6 +114,16 @@ def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ..
             codes = torch.where(flip, -codes, codes)
         codes = upsample_codes(codes, latent_grid)                     # [B, d, 1, H, W]
         residual = residual - codes
+        per_scale.append(codes)
+    return per_scale
+
+
+def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...],
+                        max_flips: tuple[float, ...] | None = None,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """The decoder's input: the sum of `multiscale_codes`, [B, d, H, W]."""
+    summed = torch.zeros_like(features.unsqueeze(2))                   # [B, d, 1, H, W]
+    for codes in multiscale_codes(features, grids, max_flips, generator):
         summed = summed + codes
     return summed.squeeze(2)
 
@@ -124,7 +140,8 @@ def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETr
                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Foreground-weighted reconstruction through the quantizer, plus commitment; images [B, 3, S, S] in [-1, 1]."""
     features = vae.encoder(images)                                     # [B, d, H, W]
-    summed = multiscale_quantize(features, grids, config.max_code_flip, generator)   # [B, d, H, W]
+    max_flips = tuple(config.max_code_flip if min(grid) >= config.flip_min_side else 0.0 for grid in grids)
+    summed = multiscale_quantize(features, grids, max_flips, generator)   # [B, d, H, W]
     error = vae.decoder(summed) - images                               # [B, 3, S, S]
     weights = foreground_weights(images, config.foreground_weight)     # [B, 1, S, S]
     l1 = (error.abs() * weights).mean() / weights.mean()

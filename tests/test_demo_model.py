@@ -1,11 +1,11 @@
 """The shipped demo model draws what it is told, and the code that trained it still trains.
 
 The adherence test is a 20-prompt version of `tools/score_adherence.py` (held-out prompts, CLI sampling
-defaults, fixed seed). On these 20 prompts the shipped model measures, at cfg 3: colour 90 %, background
-100 %, position 100 %, shape 55 %; its VAE's own reconstructions: 100 % for every attribute. The
+defaults, fixed seed). On these 20 prompts the shipped model measures, at cfg 3: colour 95 %, background
+100 %, position 100 %, shape 50 %; its VAE's own reconstructions: 100 % for every attribute. The
 thresholds sit under those numbers so that a real regression fails and sampling noise does not. The
 issue's 200-prompt targets are met for background and position only (see the README's demo section):
-shape is near chance level (35 % on 200 prompts), so its threshold guards against little more than a
+shape is near chance level (39 % on 200 prompts), so its threshold guards against little more than a
 collapse.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ pytest.importorskip("transformers")
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NUM_PROMPTS = 20
-THRESHOLDS = {"color": 0.80, "background": 0.95, "position": 0.95, "shape": 0.40}
+THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.40}
 TOKENIZER_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.90}
 SIZE_LIMIT_MB = 15
 
@@ -72,7 +72,7 @@ def test_shipped_tokenizer_reconstructs_held_out_scenes():
 
 def test_guidance_does_not_hurt(reports):
     """cfg 3 is the default. The issue asks that it scores higher than cfg 1; the shipped model does not
-    (200 prompts: mean 79.6 % at cfg 3, 80.4 % at cfg 1), so this guards only against guidance hurting."""
+    (200 prompts: mean 82.1 % at cfg 3, 82.2 % at cfg 1), so this guards only against guidance hurting."""
     assert reports[3.0].mean_accuracy >= reports[1.0].mean_accuracy - 0.05
 
 

@@ -111,12 +111,13 @@ def test_render_is_deterministic_by_seed_and_has_the_right_format():
     assert np.array_equal(image, shapes.render(spec, np.random.default_rng(3)))
 
 
-def test_render_puts_the_object_colour_in_its_cell_only():
+def test_render_draws_a_lone_object_large_with_its_centroid_in_its_cell():
     spec = SceneSpec("square", "yellow", "top right", "blue")
     image = shapes.render(spec, np.random.default_rng(0)).astype(int)
     yellow = np.all(np.abs(image - shapes.PALETTE["yellow"]) < 10, axis=-1)
     rows, cols = np.nonzero(yellow)
-    assert 66 * 66 * 0.9 < rows.size < 78 * 78 * 1.1
+    smallest, largest = shapes.SINGLE_OBJECT_SIZE
+    assert smallest**2 * 0.9 < rows.size < largest**2 * 1.1
     assert rows.mean() < 256 / 3 and cols.mean() > 2 * 256 / 3
     assert np.all(image[0, 0] == shapes.PALETTE["blue"])
     assert np.all(image[-1, -1] == shapes.PALETTE["blue"])
@@ -154,3 +155,17 @@ def test_two_object_probability_bounds():
     assert all(len(only_single.scene(i).objects) == 1 for i in range(100))
     only_double = shapes.ShapesDataset(seed=1, length=100, two_object_probability=1.0)
     assert all(len(only_double.scene(i).objects) == 2 for i in range(100))
+
+
+def test_two_objects_in_neighbouring_cells_are_drawn_smaller_and_apart():
+    scene = shapes.Scene((shapes.ShapeObject("square", "red", "top left"),
+                          shapes.ShapeObject("square", "green", "top")), "black")
+    for seed in range(5):
+        image = shapes.render(scene, np.random.default_rng(seed)).astype(int)
+        masks = [np.all(np.abs(image - shapes.PALETTE[color]) < 10, axis=-1) for color in ("red", "green")]
+        smallest, largest = shapes.PAIR_OBJECT_SIZE
+        for mask in masks:
+            assert (smallest - 2) ** 2 < mask.sum() <= largest**2
+        red_right = np.nonzero(masks[0])[1].max()
+        green_left = np.nonzero(masks[1])[1].min()
+        assert red_right < green_left                       # a background column or more between them

@@ -67,8 +67,8 @@ POSITION_PHRASES: dict[str, str] = {
 # large, 96-108 px (6 to 7 tokens of the 16x16 latent, 3 to 3.4 of the 8x8 scale), so that its shape is
 # already decided at the 8x8 and 12x12 scales, which the transformer predicts far better than the 16x16
 # one; at 66-78 px the demo model drew every shape as a blob (shape right on 39 % of held-out prompts,
-# against 76.5 % at this size). Two objects in neighbouring cells are drawn smaller, so they never overlap. Objects never
-# leave the image.
+# against 76.5 % at this size). Two objects in neighbouring cells are drawn smaller, so that they never
+# overlap. Objects never leave the image.
 CELL_CENTERS: tuple[int, ...] = (58, 128, 198)
 CENTER_JITTER = 2
 SINGLE_OBJECT_SIZE: tuple[float, float] = (96, 108)   # (min, max) side in px

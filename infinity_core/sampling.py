@@ -103,6 +103,7 @@ class ScaleSampler:
         self.uncond_until = max((i + 1 for i, c in enumerate(sampling.cfg) if c != 1), default=0)
         rows = 2 * self.batch if self.uncond_until else self.batch
         self.context = model.prepare_text(text.concat(uncond_text) if self.uncond_until else text)
+        self.cond_context = self.context.rows(self.batch)                   # once the unconditional half stops
         compute_dtype = model.blocks[0].sa.mat_qkv.weight.dtype
         last_h, last_w = schedule.grids[-1]
         self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim,
@@ -124,11 +125,13 @@ class ScaleSampler:
         h, w = self.schedule.grids[scale]
         self.cache.begin_scale(h * w)
         window = slice(self.cache.start, self.cache.end)
-        hidden = self.model.forward_scale(self.tokens, scale, self.rotation[window], self.context,
+        context = self.context if scale < self.uncond_until else self.cond_context
+        hidden = self.model.forward_scale(self.tokens, scale, self.rotation[window], context,
                                           self.cache)                        # [rows, l, C]
         cfg, tau = self.sampling.cfg[scale], self.sampling.tau[scale]
-        rows = self.batch if cfg == 1 else hidden.shape[0]
-        logits = self.model.logits(hidden[:rows], self.context.cond[:rows]).mul(1 / tau)   # [rows, l, 2d]
+        if cfg == 1:    # the unconditional rows, if still running, only feed the KV cache
+            hidden, context = hidden[:self.batch], self.cond_context
+        logits = self.model.logits(hidden, context).mul(1 / tau)            # [rows, l, 2d]
         if cfg != 1:
             logits = cfg_mix(logits, cfg)
         return logits.view(self.batch, h * w, -1, 2)

@@ -9,6 +9,7 @@ masked, and every attention is torch SDPA, so neither flash-attn nor a GPU is re
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,14 @@ def _with_zero_key_bias(q_bias: torch.Tensor | None, v_bias: torch.Tensor) -> to
     return torch.cat((zeros, v_bias) if q_bias is None else (q_bias, zeros, v_bias))
 
 
+@dataclass(frozen=True)
+class SelfAttentionConstants:
+    """Tensors a self-attention derives from its parameters alone, built once per generation."""
+
+    qkv_bias: torch.Tensor    # [3C] q bias, zero key bias, v bias, in the weights' dtype
+    qk_scale: torch.Tensor    # [2, 1, H, 1, 1]: q's learned per-head temperature (clamped at 100), 1 for k
+
+
 class SelfAttention(nn.Module):
     """Multi-head cosine attention: q, k L2-normalised per head, q scaled by a learned per-head temperature."""
 
@@ -39,18 +48,25 @@ class SelfAttention(nn.Module):
         self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), math.log(4.0)))
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, rotation: torch.Tensor, *,
+    def constants(self) -> SelfAttentionConstants:
+        temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp().float()   # [1, H, 1, 1]
+        return SelfAttentionConstants(
+            qkv_bias=_with_zero_key_bias(self.q_bias, self.v_bias).to(self.mat_qkv.weight.dtype),
+            qk_scale=torch.stack((temperature, torch.ones_like(temperature))))
+
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor, constants: SelfAttentionConstants, *,
                 cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, l, C] -> [B, l, C].  With `cache`, x is one scale and attends to every cached scale and
         itself (no mask); without, x is a whole sequence and `mask` [l, l] (True = attend) applies."""
         B, l, C = x.shape
-        weight = self.mat_qkv.weight
-        bias = _with_zero_key_bias(self.q_bias, self.v_bias).to(weight.dtype)
-        qkv = matmul(x, weight, bias).view(B, l, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        temperature = self.scale_mul_1H11.clamp_max(MAX_LOG_ATTN_SCALE).exp()        # [1, H, 1, 1]
-        qk_scale = torch.stack((temperature, torch.ones_like(temperature)))          # [2, 1, H, 1, 1]: q only
-        # q and k together: l2-normalise per head, scale q, rotate; [2, B, H, l, hd]
-        qk = apply_rope(F.normalize(qkv[:2].float(), dim=-1, eps=1e-12).mul(qk_scale), rotation).to(qkv.dtype)
+        qkv = matmul(x, self.mat_qkv.weight, constants.qkv_bias)
+        qkv = qkv.view(B, l, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # [3, B, H, l, hd]
+        qk = qkv[:2] if qkv.dtype == torch.float32 else qkv[:2].float()
+        # q and k together: l2-normalise per head (as F.normalize), scale q, rotate; [2, B, H, l, hd]
+        qk = qk.div(torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12)).mul_(constants.qk_scale)
+        qk = apply_rope(qk, rotation)
+        if qkv.dtype != torch.float32:
+            qk = qk.to(qkv.dtype)
         (q, k), v = qk.unbind(0), qkv[2]                                             # [B, H, l, hd] each
         if cache is not None:
             k, v = cache.store(block, k, v)                                          # [B, H, L_seen, hd]

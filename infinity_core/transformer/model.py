@@ -19,7 +19,7 @@ from torch import nn
 from ..config import TransformerConfig
 from ..schedules import Schedule
 from ..text import TextCondition
-from .attention import CrossAttention, SelfAttention, TextAttentivePool
+from .attention import CrossAttention, SelfAttention, SelfAttentionConstants, TextAttentivePool
 from .kv_cache import KVCache, TextKV
 from .layers import AdaLNBeforeHead, FeedForward, RMSNorm, ada_layer_norm
 from .rope import rope_table
@@ -31,17 +31,39 @@ BLOCK_MATMULS = ("sa.mat_qkv", "sa.proj", "ca.mat_q", "ca.mat_kv", "ca.proj", "f
 
 
 @dataclass(frozen=True)
+class BlockContext:
+    """What one block reads at every scale that no image token changes, built once per generation."""
+
+    gamma1: torch.Tensor          # [B, 1, C] gate of the self-attention branch
+    gamma2: torch.Tensor          # [B, 1, C] gate of the FFN branch
+    scale1: torch.Tensor          # [B, 1, C] 1 + AdaLN scale before the self-attention
+    scale2: torch.Tensor          # [B, 1, C] 1 + AdaLN scale before the FFN
+    shift1: torch.Tensor          # [B, 1, C]
+    shift2: torch.Tensor          # [B, 1, C]
+    self_attention: SelfAttentionConstants
+    text_kv: TextKV               # cross-attention keys/values [B, H, Lt, hd]
+
+    def rows(self, batch: int) -> "BlockContext":
+        return BlockContext(self.gamma1[:batch], self.gamma2[:batch], self.scale1[:batch], self.scale2[:batch],
+                            self.shift1[:batch], self.shift2[:batch], self.self_attention, self.text_kv.rows(batch))
+
+
+@dataclass(frozen=True)
 class TextContext:
     """What the blocks need from the text, computed once per generation."""
 
     cond: torch.Tensor            # [B, C] pooled text (the start token's content; also the head's AdaLN input)
     ada: torch.Tensor             # [B, 1, 6, C] shared AdaLN gamma/scale/shift before each block's own offset
-    text_kv: list[TextKV]         # per block: cross-attention keys/values [B, H, Lt, hd]
+    blocks: list[BlockContext]
+    head_scale: torch.Tensor      # [B, 1, C] 1 + the head's AdaLN scale
+    head_shift: torch.Tensor      # [B, 1, C]
 
     def rows(self, batch: int) -> "TextContext":
+        """The first `batch` samples (the conditional half once the unconditional one is no longer needed)."""
         if batch == self.cond.shape[0]:
             return self
-        return TextContext(self.cond[:batch], self.ada[:batch], [kv.rows(batch) for kv in self.text_kv])
+        return TextContext(self.cond[:batch], self.ada[:batch], [block.rows(batch) for block in self.blocks],
+                           self.head_scale[:batch], self.head_shift[:batch])
 
 
 class CrossAttnBlock(nn.Module):
@@ -57,14 +79,20 @@ class CrossAttnBlock(nn.Module):
         self.ca_norm = nn.LayerNorm(C, eps=config.norm_eps)
         self.ffn = FeedForward(C, config.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, ada: torch.Tensor, text: TextKV, rotation: torch.Tensor, *,
-                cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, l, C] fp32 -> [B, l, C] fp32."""
+    def context(self, ada: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor | None) -> BlockContext:
+        """Shared AdaLN output [B, 1, 6, C] and projected text [B, Lt, C] -> this block's constants."""
         gamma1, gamma2, scale1, scale2, shift1, shift2 = (self.ada_gss + ada).unbind(2)   # [B, 1, C] each
-        attended = self.sa(ada_layer_norm(x, scale1, shift1, self.eps), rotation, cache=cache, block=block, mask=mask)
-        x = x + attended.float().mul_(gamma1)
-        x = x + self.ca(self.ca_norm(x), text).float()
-        return x + self.ffn(ada_layer_norm(x, scale2, shift2, self.eps)).float().mul_(gamma2)
+        return BlockContext(gamma1, gamma2, scale1 + 1, scale2 + 1, shift1, shift2, self.sa.constants(),
+                            self.ca.text_kv(text, text_mask))
+
+    def forward(self, x: torch.Tensor, context: BlockContext, rotation: torch.Tensor, *,
+                cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, l, C] fp32 -> [B, l, C] fp32 (a low-precision branch output is promoted by the residual add)."""
+        attended = self.sa(ada_layer_norm(x, context.scale1, context.shift1, self.eps), rotation,
+                           context.self_attention, cache=cache, block=block, mask=mask)
+        x = x + attended * context.gamma1
+        x = x + self.ca(self.ca_norm(x), context.text_kv)
+        return x + self.ffn(ada_layer_norm(x, context.scale2, context.shift2, self.eps)) * context.gamma2
 
 
 class InfinityTransformer(nn.Module):
@@ -94,13 +122,14 @@ class InfinityTransformer(nn.Module):
         return TextCondition.from_features([self.cfg_uncond[:n].float() for n in lengths])
 
     def prepare_text(self, text: TextCondition) -> TextContext:
-        """Start-token condition, shared AdaLN parameters and every block's text keys/values."""
+        """Start-token condition, shared AdaLN parameters and every block's per-generation constants."""
         features, mask = text.to(self.pos_start.device).padded()       # [B, Lt, Ct5], [B, 1, 1, Lt]
         normed = self.text_norm(features)
         cond = self.text_pool(normed, mask)                              # [B, C]
         projected = self.text_proj(normed)                               # [B, Lt, C]
         ada = self.shared_ada_lin(cond).view(cond.shape[0], 1, 6, -1)    # [B, 1, 6, C]
-        return TextContext(cond, ada, [block.ca.text_kv(projected, mask) for block in self.blocks])
+        return TextContext(cond, ada, [block.context(ada, projected, mask) for block in self.blocks],
+                           *self.head_nm.modulation(cond))
 
     # --- image tokens --------------------------------------------------------------------------------
     def start_tokens(self, context: TextContext) -> torch.Tensor:
@@ -113,16 +142,17 @@ class InfinityTransformer(nn.Module):
 
     def forward_scale(self, x: torch.Tensor, scale_index: int, rotation: torch.Tensor,
                       context: TextContext, cache: KVCache) -> torch.Tensor:
-        """One scale's tokens x [b, l, C] through every block, attending to all cached scales -> [b, l, C]."""
+        """One scale's tokens x [b, l, C] through every block, attending to all cached scales -> [b, l, C].
+
+        `context` has the b rows of x (`TextContext.rows`)."""
         x = x + self.lvl_embed.weight[scale_index]
-        context = context.rows(x.shape[0])
         for index, block in enumerate(self.blocks):
-            x = block(x, context.ada, context.text_kv[index], rotation, cache=cache, block=index)
+            x = block(x, context.blocks[index], rotation, cache=cache, block=index)
         return x
 
-    def logits(self, hidden: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Hidden states [b, l, C] and pooled text [b, C] -> bit logits [b, l, V] (fp32)."""
-        normed = self.head_nm(hidden.float(), cond)
+    def logits(self, hidden: torch.Tensor, context: TextContext) -> torch.Tensor:
+        """Hidden states [b, l, C] and the context of those b rows -> bit logits [b, l, V] (fp32)."""
+        normed = self.head_nm(hidden.float(), context.head_scale, context.head_shift)
         return nn.functional.linear(normed, self.head.weight.float(), self.head.bias.float())
 
     def forward_teacher(self, text: TextCondition, next_inputs: torch.Tensor, schedule: Schedule) -> torch.Tensor:
@@ -138,5 +168,5 @@ class InfinityTransformer(nn.Module):
         mask = scale_of_token[:, None] >= scale_of_token[None, :]                                     # [L, L]
         rotation = rope_table(schedule, self.config.head_dim).to(device)                               # [L, hd/2]
         for index, block in enumerate(self.blocks):
-            x = block(x, context.ada, context.text_kv[index], rotation, mask=mask)
-        return self.logits(x, context.cond)
+            x = block(x, context.blocks[index], rotation, mask=mask)
+        return self.logits(x, context)

@@ -111,13 +111,16 @@ def test_render_is_deterministic_by_seed_and_has_the_right_format():
     assert np.array_equal(image, shapes.render(spec, np.random.default_rng(3)))
 
 
-def test_render_draws_a_lone_object_large_with_its_centroid_in_its_cell():
+def test_render_draws_a_lone_square_on_the_token_grid_in_its_cell():
     spec = SceneSpec("square", "yellow", "top right", "blue")
     image = shapes.render(spec, np.random.default_rng(0)).astype(int)
     yellow = np.all(np.abs(image - shapes.PALETTE["yellow"]) < 10, axis=-1)
     rows, cols = np.nonzero(yellow)
-    smallest, largest = shapes.SINGLE_OBJECT_SIZE
-    assert smallest**2 * 0.9 < rows.size < largest**2 * 1.1
+    side = shapes.SINGLE_OBJECT_SIZE
+    assert rows.size == side**2                                   # a solid side x side square
+    token = 16                                                    # the demo VAE's downsampling
+    for first, last in ((rows.min(), rows.max()), (cols.min(), cols.max())):
+        assert first % token == 0 and (last + 1) % token == 0 and last + 1 - first == side
     assert rows.mean() < 256 / 3 and cols.mean() > 2 * 256 / 3
     assert np.all(image[0, 0] == shapes.PALETTE["blue"])
     assert np.all(image[-1, -1] == shapes.PALETTE["blue"])

@@ -63,16 +63,18 @@ POSITION_PHRASES: dict[str, str] = {
     "bottom right": "at the bottom right",
 }
 
-# Object centres sit inside their cell (a cell spans IMAGE_SIZE / 3 ~ 85 px). A lone object is drawn
-# large, 96-108 px (6 to 7 tokens of the 16x16 latent, 3 to 3.4 of the 8x8 scale), so that its shape is
-# already decided at the 8x8 and 12x12 scales, which the transformer predicts far better than the 16x16
-# one; at 66-78 px the demo model drew every shape as a blob (shape right on 39 % of held-out prompts,
-# against 76.5 % at this size). Two objects in neighbouring cells are drawn smaller, so that they never
-# overlap. Objects never leave the image.
-CELL_CENTERS: tuple[int, ...] = (58, 128, 198)
-CENTER_JITTER = 2
-SINGLE_OBJECT_SIZE: tuple[float, float] = (96, 108)   # (min, max) side in px
-PAIR_OBJECT_SIZE: tuple[float, float] = (60, 66)
+# A lone object is drawn large, 96 px (6 tokens of the 16x16 latent, 3 of the 8x8 scale), so that its
+# shape is already decided at the 8x8 and 12x12 scales, which the transformer predicts far better than the
+# 16x16 one (at 66-78 px the demo model drew every shape as a blob: shape right on 39 % of held-out
+# prompts). It sits on the 16 px token grid (centres 64 / 128 / 192, no jitter): a square's edges then
+# fall on token boundaries, so no last-scale token is part object, part background. With 96-108 px
+# objects at jittered, unaligned centres the model rounded a square's corners (fill ratio 0.87 against
+# the detector's 0.89 square boundary) and got shape right on 76.5 % of held-out prompts; aligned, 84.5 %.
+# Two objects in neighbouring cells are drawn smaller, so that they never overlap. Objects never leave
+# the image.
+CELL_CENTERS: tuple[int, ...] = (64, 128, 192)
+SINGLE_OBJECT_SIZE = 96                               # side in px
+PAIR_OBJECT_SIZE: tuple[float, float] = (56, 60)      # (min, max) side in px, drawn per object
 
 # Objects are drawn at this multiple of the output size and box-filtered down,
 # which gives smooth, anti-aliased edges.
@@ -191,12 +193,8 @@ def _shape_outline(shape: str, cx: float, cy: float, size: float) -> list[tuple[
     return [(left, top), (right, bottom)]
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, size_range: tuple[float, float],
-                 rng: np.random.Generator) -> None:
-    size = rng.uniform(*size_range)
-    base_x, base_y = _cell_center(obj.position)
-    cx = base_x + rng.uniform(-CENTER_JITTER, CENTER_JITTER)
-    cy = base_y + rng.uniform(-CENTER_JITTER, CENTER_JITTER)
+def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, size: float) -> None:
+    cx, cy = _cell_center(obj.position)
     points = [
         (x * SUPERSAMPLING, y * SUPERSAMPLING)
         for x, y in _shape_outline(obj.shape, cx, cy, size)
@@ -213,16 +211,17 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, size_range: tuple[
 def render(scene: SceneSpec | Scene, rng: np.random.Generator) -> np.ndarray:
     """Draw a scene as a uint8 array of shape [IMAGE_SIZE, IMAGE_SIZE, 3].
 
-    ``rng`` supplies the small jitter of each object's size and position, so
-    the same spec renders identically for identically seeded generators.
+    ``rng`` draws the size of each object of a two-object scene, so the same
+    spec renders identically for identically seeded generators; a lone object
+    is always ``SINGLE_OBJECT_SIZE`` px, centred on the 16 px token grid.
     """
     scene = _as_scene(scene)
     canvas_size = IMAGE_SIZE * SUPERSAMPLING
     canvas = Image.new("RGB", (canvas_size, canvas_size), PALETTE[scene.background])
     draw = ImageDraw.Draw(canvas)
-    size_range = SINGLE_OBJECT_SIZE if len(scene.objects) == 1 else PAIR_OBJECT_SIZE
     for obj in scene.objects:
-        _draw_object(draw, obj, size_range, rng)
+        size = SINGLE_OBJECT_SIZE if len(scene.objects) == 1 else rng.uniform(*PAIR_OBJECT_SIZE)
+        _draw_object(draw, obj, size)
     image = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8).copy()
 

@@ -59,7 +59,7 @@ class VAETrainConfig:
     final_learning_rate_ratio: float = 0.2   # the cosine ends at this share of the peak (the 256 px phase still learns)
     warmup_steps: int = 50
     commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
-    foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects are ~7 %)
+    foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects cover 11-14 %)
     # Bits flipped while quantizing, only on scales at least `flip_min_side` tokens wide (the finest one,
     # 16x16): the transformer's bits there were barely better than chance at object edges (62 %, measured
     # with the earlier 66-78 px objects), so the decoder learns not to rely on them and draws edges from

@@ -2,9 +2,10 @@
 
 The adherence test is a 20-prompt version of `tools/score_adherence.py` (held-out prompts, CLI sampling
 defaults, fixed seed). On these 20 prompts the shipped model measures, at cfg 3: colour 100 %, background
-100 %, position 100 %, shape 80 %; its VAE's own reconstructions: colour 95 %, every other attribute
-100 %. The thresholds sit under those numbers so that a real regression fails and sampling noise does
-not (one prompt is 5 points). On the issue's 200 prompts every target is met (see the README's demo section).
+100 %, position 100 %, shape 75 % (88 % on the issue's 200); its VAE's own reconstructions: colour 95 %,
+every other attribute 100 %. The thresholds sit under those numbers so that a real regression fails and
+sampling noise does not (one prompt is 5 points; the shape bound is two prompts under its measurement).
+On the issue's 200 prompts every target is met (see the README's demo section).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ pytest.importorskip("transformers")
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NUM_PROMPTS = 20
-THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.70}
+THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.65}
 TOKENIZER_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.95}
 SIZE_LIMIT_MB = 15
 
@@ -69,8 +70,8 @@ def test_shipped_tokenizer_reconstructs_held_out_scenes():
 
 
 def test_guidance_does_not_hurt(reports):
-    """cfg 3 is the default. On the issue's 200 prompts it scores higher than cfg 1 (mean 95.6 % against
-    94.4 %); 20 prompts are too few to show a margin that small, so this guards against guidance hurting."""
+    """cfg 3 is the default. On the issue's 200 prompts it scores higher than cfg 1 (mean 96.6 % against
+    94.9 %); 20 prompts are too few to show a margin that small, so this guards against guidance hurting."""
     assert reports[3.0].mean_accuracy >= reports[1.0].mean_accuracy - 0.05
 
 

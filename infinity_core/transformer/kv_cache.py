@@ -44,7 +44,6 @@ class KVCache:
         shape = (batch, num_heads, kept_tokens, head_dim)
         self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]     # [B, H, L, hd] each
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]
-        self.text: list[TextKV] = []
         self.start = 0    # first token of the scale being computed
         self.end = 0      # one past its last token
 

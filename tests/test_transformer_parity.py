@@ -35,7 +35,14 @@ def test_text_path_matches(model, fox, fixture_tensors):
         torch.testing.assert_close(normed, expected["text_norm_out"], atol=1e-5, rtol=0)
         torch.testing.assert_close(model.text_proj(normed), expected["ca_kv_proj"], atol=1e-5, rtol=0)
         torch.testing.assert_close(context.cond, expected["cond_BD"], atol=1e-5, rtol=0)
-        torch.testing.assert_close(context.ada, expected["shared_ada_lin_out"], atol=1e-5, rtol=0)
+        ada = model.shared_ada_lin(context.cond).view(1, 1, 6, -1)
+        torch.testing.assert_close(ada, expected["shared_ada_lin_out"], atol=1e-5, rtol=0)
+        # block 0's per-generation constants: its own offset on the official shared AdaLN, scales with +1
+        gamma1, _, scale1, _, shift1, _ = (model.blocks[0].ada_gss + expected["shared_ada_lin_out"]).unbind(2)
+        first = context.blocks[0]
+        torch.testing.assert_close(first.gamma1, gamma1, atol=1e-5, rtol=0)
+        torch.testing.assert_close(first.scale1, scale1 + 1, atol=1e-5, rtol=0)
+        torch.testing.assert_close(first.shift1, shift1, atol=1e-5, rtol=0)
 
 
 def test_every_block_output_matches(model, fox, fixture_tensors):

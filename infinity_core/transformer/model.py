@@ -53,7 +53,6 @@ class TextContext:
     """What the blocks need from the text, computed once per generation."""
 
     cond: torch.Tensor            # [B, C] pooled text (the start token's content; also the head's AdaLN input)
-    ada: torch.Tensor             # [B, 1, 6, C] shared AdaLN gamma/scale/shift before each block's own offset
     blocks: list[BlockContext]
     head_scale: torch.Tensor      # [B, 1, C] 1 + the head's AdaLN scale
     head_shift: torch.Tensor      # [B, 1, C]
@@ -62,7 +61,7 @@ class TextContext:
         """The first `batch` samples (the conditional half once the unconditional one is no longer needed)."""
         if batch == self.cond.shape[0]:
             return self
-        return TextContext(self.cond[:batch], self.ada[:batch], [block.rows(batch) for block in self.blocks],
+        return TextContext(self.cond[:batch], [block.rows(batch) for block in self.blocks],
                            self.head_scale[:batch], self.head_shift[:batch])
 
 
@@ -127,8 +126,8 @@ class InfinityTransformer(nn.Module):
         normed = self.text_norm(features)
         cond = self.text_pool(normed, mask)                              # [B, C]
         projected = self.text_proj(normed)                               # [B, Lt, C]
-        ada = self.shared_ada_lin(cond).view(cond.shape[0], 1, 6, -1)    # [B, 1, 6, C]
-        return TextContext(cond, ada, [block.context(ada, projected, mask) for block in self.blocks],
+        ada = self.shared_ada_lin(cond).view(cond.shape[0], 1, 6, -1)    # [B, 1, 6, C] shared gamma/scale/shift
+        return TextContext(cond, [block.context(ada, projected, mask) for block in self.blocks],
                            *self.head_nm.modulation(cond))
 
     # --- image tokens --------------------------------------------------------------------------------

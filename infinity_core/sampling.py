@@ -74,21 +74,32 @@ def cfg_mix(logits: torch.Tensor, cfg: float) -> torch.Tensor:
     return cfg * logits[:half] + (1 - cfg) * logits[half:]
 
 
+def _outside_top_p(logits: torch.Tensor, probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Which of each bit's two outcomes top-p drops, [B, l, d, 2] bool.
+
+    Upstream sorts a bit's outcomes ascending and drops the first (the smaller logit; outcome 0 on a
+    tie) when its probability is <= 1 - top_p; the second always stays."""
+    if top_p > 0.5:    # 1 - top_p < 0.5: only the less likely outcome (the smaller logit) can be that unlikely
+        return probs <= 1 - top_p
+    first_is_zero = logits[..., :1] <= logits[..., 1:]                             # [B, l, d, 1]
+    return torch.cat((first_is_zero, ~first_is_zero), dim=-1)   # its probability is <= 0.5 <= 1 - top_p
+
+
 def sample_bits(logits: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
-    """Bit logits [B, l, d, 2] -> bits [B, l, d] uint8, with one multinomial draw over all B*l*d pairs."""
-    B, l, d, _ = logits.shape
-    logits = logits.clone()
-    if top_k > 0:
-        kth_best = logits.topk(min(top_k, 2), dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
-        logits.masked_fill_(logits < kth_best, -torch.inf)
+    """Bit logits [B, l, d, 2] -> bits [B, l, d] uint8: upstream's top-k / top-p filter, then one
+    `torch.multinomial(probs.view(-1, 2), 1)` draw over all B*l*d bits, here without the multinomial call.
+
+    A one-sample multinomial draw is `argmax(probs / q)` with q ~ Exp(1) drawn from the generator for
+    every entry (torch's own algorithm); it is written out because the call's validation passes cost
+    more than the draw at the small scales. A dropped outcome gets probability 0 (upstream's softmax
+    over its -inf logit); the kept one's value no longer matters, so the draws are the same."""
+    if top_k == 1:     # top-k keeps the k best of a bit's 2 outcomes: only k = 1 drops one
+        logits = logits.masked_fill(logits < logits.amax(dim=-1, keepdim=True), -torch.inf)
+    probs = logits.softmax(dim=-1)                                                 # [B, l, d, 2]
     if top_p > 0:
-        ascending, order = logits.sort(dim=-1)
-        drop = ascending.softmax(dim=-1).cumsum_(dim=-1) <= (1 - top_p)
-        drop[..., -1:] = False                                                     # always keep the best
-        logits.masked_fill_(drop.scatter(-1, order, drop), -torch.inf)
-    probs = logits.softmax(dim=-1).view(-1, 2)                                     # [B*l*d, 2]
-    drawn = torch.multinomial(probs, num_samples=1, replacement=True, generator=generator)
-    return drawn.view(B, l, d).to(torch.uint8)
+        probs = probs.masked_fill(_outside_top_p(logits, probs, top_p), 0.0)
+    race = probs / torch.empty_like(probs).exponential_(generator=generator)       # [B, l, d, 2]
+    return race.argmax(dim=-1).to(torch.uint8)
 
 
 class ScaleSampler:

@@ -141,6 +141,35 @@ def test_top_k_1_is_greedy_and_top_p_makes_confident_bits_deterministic():
     assert draws[..., 2].unique().numel() == 2                                 # a 52/48 bit stays random
 
 
+def _upstream_sample_bits(logits, top_k, top_p, generator):
+    """Upstream's sampler (sample_with_top_k_top_p_also_inplace_modifying_logits_ on [*, 2] bit logits)."""
+    logits = logits.clone()
+    if top_k > 0:
+        kth_best = logits.topk(min(top_k, 2), dim=-1).values[..., -1:]
+        logits[logits < kth_best] = -torch.inf
+    if top_p > 0:
+        ascending, order = logits.sort(dim=-1)
+        drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p
+        drop[..., -1:] = False
+        logits[drop.scatter(-1, order, drop)] = -torch.inf
+    drawn = torch.multinomial(logits.softmax(dim=-1).view(-1, 2), 1, replacement=True, generator=generator)
+    return drawn.view(logits.shape[:-1]).to(torch.uint8)
+
+
+@pytest.mark.parametrize("top_k", [0, 1, 2, 900])
+@pytest.mark.parametrize("top_p", [0.0, 0.3, 0.5, 0.6, 0.97, 1.0])
+def test_sample_bits_draws_what_torch_multinomial_draws(top_k, top_p):
+    """Same generator state -> the same bits as upstream's filter + torch.multinomial, ties and -inf included."""
+    logits = torch.randn(2, 50, 8, 2, generator=torch.Generator().manual_seed(3)) * 4
+    logits[0, :10, :, 1] = logits[0, :10, :, 0]                     # exact ties
+    logits[1, :5, :, 0] = -torch.inf                                 # an outcome already excluded
+    logits[1, 5:10] = logits[1, 5:10].round()                        # ties and near-ties after rounding
+    for seed in range(5):
+        ours = sample_bits(logits, top_k, top_p, torch.Generator().manual_seed(seed))
+        upstream = _upstream_sample_bits(logits, top_k, top_p, torch.Generator().manual_seed(seed))
+        assert torch.equal(ours, upstream)
+
+
 def test_bad_arguments_are_named(model, fox):
     with pytest.raises(InfinityError, match="'cfg' lists 2 values but the schedule has 7"):
         _sampled(model, fox, cfg=[3.0, 3.0])

@@ -119,13 +119,16 @@ class ScaleSampler:
         last_h, last_w = schedule.grids[-1]
         self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim,
                              schedule.num_tokens - last_h * last_w, compute_dtype, device)
-        self.rotation = rope_table(schedule, config.head_dim).to(device)     # [L, hd/2] complex
+        # per scale [h*w, hd/2] complex; None where every token sits at (0, 0) (the 1x1 scale): the identity
+        tables = rope_table(schedule, config.head_dim).split([h * w for h, w in schedule.grids])
+        self.rotations = [None if bool((table == 1).all()) else table.to(device) for table in tables]
         self.generator = torch.Generator(device).manual_seed(seed)
         self.patchify = config.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
         latent_bits = config.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
         final_h, final_w = self._vae_grid(-1)
-        self.summed_codes = torch.zeros(self.batch, latent_bits, 1, final_h, final_w, device=device)   # [B, d, 1, H, W]
+        self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=device,
+                                        memory_format=torch.channels_last_3d).zero_()   # [B, d, 1, H, W]
         self.bits: list[torch.Tensor] = []
 
     def rows(self, scale: int) -> int:
@@ -135,9 +138,8 @@ class ScaleSampler:
         """Run the transformer on the pending scale; guided, tempered bit logits [B, l, d, 2]."""
         h, w = self.schedule.grids[scale]
         self.cache.begin_scale(h * w)
-        window = slice(self.cache.start, self.cache.end)
         context = self.context if scale < self.uncond_until else self.cond_context
-        hidden = self.model.forward_scale(self.tokens, scale, self.rotation[window], context,
+        hidden = self.model.forward_scale(self.tokens, scale, self.rotations[scale], context,
                                           self.cache)                        # [rows, l, C]
         cfg, tau = self.sampling.cfg[scale], self.sampling.tau[scale]
         if cfg == 1:    # the unconditional rows, if still running, only feed the KV cache
@@ -159,7 +161,8 @@ class ScaleSampler:
             return
         next_input = next_scale_input(self.summed_codes, self.schedule.grids[scale + 1], self.patchify)   # [B, l', d]
         tokens = self.model.embed_bits_input(next_input)                     # [B, l', C]
-        self.tokens = tokens.repeat(self.rows(scale + 1) // self.batch, 1, 1)
+        copies = self.rows(scale + 1) // self.batch                          # 2 while guided: cond, uncond
+        self.tokens = tokens.expand(copies, *tokens.shape).flatten(0, 1)    # [rows, l', C] (a view for B = 1)
 
     def _vae_grid(self, scale: int) -> tuple[int, int]:
         h, w = self.schedule.grids[scale]

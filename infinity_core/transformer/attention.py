@@ -54,23 +54,28 @@ class SelfAttention(nn.Module):
             qkv_bias=_with_zero_key_bias(self.q_bias, self.v_bias).to(self.mat_qkv.weight.dtype),
             qk_scale=torch.stack((temperature, torch.ones_like(temperature))))
 
-    def forward(self, x: torch.Tensor, rotation: torch.Tensor, constants: SelfAttentionConstants, *,
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor | None, constants: SelfAttentionConstants, *,
                 cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, l, C] -> [B, l, C].  With `cache`, x is one scale and attends to every cached scale and
-        itself (no mask); without, x is a whole sequence and `mask` [l, l] (True = attend) applies."""
+        itself (no mask); without, x is a whole sequence and `mask` [l, l] (True = attend) applies.
+        `rotation` None: every token sits at RoPE position (0, 0), whose rotation is the identity."""
         B, l, C = x.shape
         qkv = matmul(x, self.mat_qkv.weight, constants.qkv_bias)
         qkv = qkv.view(B, l, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)   # [3, B, H, l, hd]
         qk = qkv[:2] if qkv.dtype == torch.float32 else qkv[:2].float()
         # q and k together: l2-normalise per head (as F.normalize), scale q, rotate; [2, B, H, l, hd]
         qk = qk.div(torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12)).mul_(constants.qk_scale)
-        qk = apply_rope(qk, rotation)
+        if rotation is not None:
+            qk = apply_rope(qk, rotation)
         if qkv.dtype != torch.float32:
             qk = qk.to(qkv.dtype)
         (q, k), v = qk.unbind(0), qkv[2]                                             # [B, H, l, hd] each
         if cache is not None:
             k, v = cache.store(block, k, v)                                          # [B, H, L_seen, hd]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)     # [B, H, l, hd]
+        if k.shape[2] == 1:     # the one visible key (the 1x1 scale's own) has softmax weight exactly 1
+            out = v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)  # [B, H, l, hd]
         return linear(out.transpose(1, 2).reshape(B, l, C), self.proj)
 
 

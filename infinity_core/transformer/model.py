@@ -84,7 +84,7 @@ class CrossAttnBlock(nn.Module):
         return BlockContext(gamma1, gamma2, scale1 + 1, scale2 + 1, shift1, shift2, self.sa.constants(),
                             self.ca.text_kv(text, text_mask))
 
-    def forward(self, x: torch.Tensor, context: BlockContext, rotation: torch.Tensor, *,
+    def forward(self, x: torch.Tensor, context: BlockContext, rotation: torch.Tensor | None, *,
                 cache: KVCache | None = None, block: int = 0, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, l, C] fp32 -> [B, l, C] fp32 (a low-precision branch output is promoted by the residual add)."""
         attended = self.sa(ada_layer_norm(x, context.scale1, context.shift1, self.eps), rotation,
@@ -139,10 +139,11 @@ class InfinityTransformer(nn.Module):
         """Next-scale input codes [B, l, d] -> tokens [B, l, C]."""
         return self.word_embed(next_input.float())
 
-    def forward_scale(self, x: torch.Tensor, scale_index: int, rotation: torch.Tensor,
+    def forward_scale(self, x: torch.Tensor, scale_index: int, rotation: torch.Tensor | None,
                       context: TextContext, cache: KVCache) -> torch.Tensor:
         """One scale's tokens x [b, l, C] through every block, attending to all cached scales -> [b, l, C].
 
+        `rotation` [l, hd/2] is the scale's RoPE table, None when it is the identity (the 1x1 scale);
         `context` has the b rows of x (`TextContext.rows`)."""
         x = x + self.lvl_embed.weight[scale_index]
         for index, block in enumerate(self.blocks):

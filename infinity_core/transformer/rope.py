@@ -34,11 +34,10 @@ def rope_table(schedule: Schedule, head_dim: int) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs of x [..., l, head_dim] (fp32) by `rotation` [l, head_dim/2]; fp32 out.
+    """Rotate interleaved pairs of x [..., l, head_dim] (fp32, any layout with head_dim contiguous) by
+    `rotation` [l, head_dim/2]; fp32 out.
 
     The pair (x[2p], x[2p+1]) read as the complex number x[2p] + i*x[2p+1] times cos + i*sin is exactly
     upstream's (cos*x0 - sin*x1, sin*x0 + cos*x1), in one fused kernel instead of six temporaries."""
-    if not x.is_contiguous():
-        x = x.contiguous()
     pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))                      # [..., l, head_dim/2]
     return torch.view_as_real(pairs * rotation).flatten(-2)                       # [..., l, head_dim]

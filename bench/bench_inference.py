@@ -9,8 +9,9 @@ Each size runs in its own child process (clean peak-RSS numbers). In that proces
 generation + decode (its peak RSS is the one reported, taken before any GEMM probe ran), then per run the
 generation loop (per-scale times), the VAE decode, and right after each run an fp32 GEMM
 (2048^3 torch.mm) so efficiency = model FLOPs / loop time / GEMM rate compares numbers measured under the
-same machine conditions. Memory bandwidth (a read-only pass over a 256 MB tensor) gives the time one pass
-over the transformer weights takes, the floor of the small scales. Outputs are checked against the
+same machine conditions. Likewise after each run, memory bandwidth (a read-only pass over a 256 MB tensor)
+gives the time one pass over the transformer weights takes, the floor of the small scales; the 1x1 scale's
+ratio to it is taken per run (the machine's bandwidth drifts by 2x within minutes) and the median reported. Outputs are checked against the
 official implementation's bits and image (../shared/bench). Nothing here asserts a time.
 """
 from __future__ import annotations
@@ -112,6 +113,7 @@ class CaseResult:
     weights_mb: float
     bandwidth_gbs: float
     weights_pass_s: float
+    first_scale_per_pass: float
     rss_base_mb: float
     rss_peak_gen_mb: float
     peak_above_base_mb: float
@@ -166,22 +168,26 @@ def run_case(args) -> CaseResult:
         one_run()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    runs, gemms, best_gemms = ([] if args.warmup else [first_run]), [], []
+    runs, gemms, best_gemms, bandwidths = [], [], [], []
+
+    def keep(run):   # the run, then the machine's GEMM rates and bandwidth right after it
+        runs.append(run)
+        gemms.append(gemm_gflops(device, torch.float32))
+        best_gemms.append(best_gemm_gflops(device))
+        bandwidths.append(read_bandwidth_gbs(device))
+    if not args.warmup:
+        keep(first_run)
     while len(runs) < args.runs:
-        runs.append(one_run())
-        gemms.append(gemm_gflops(device, torch.float32))
-        best_gemms.append(best_gemm_gflops(device))
-    if not gemms:
-        gemms.append(gemm_gflops(device, torch.float32))
-        best_gemms.append(best_gemm_gflops(device))
+        keep(one_run())
     result, image = runs[-1][0], runs[-1][1]
     loop_s = statistics.median(r[2] for r in runs)
     setup_s = statistics.median(r[4][0] for r in runs)
     per_scale = [statistics.median(r[4][i + 1] for r in runs) for i in range(schedule.num_scales)]
     flops = generation_flops(model.config, schedule, cond.lengths[0],
                              guided_scales=schedule.num_scales if settings["cfg"] != 1 else 0)
-    gemm, best_gemm = statistics.median(gemms), statistics.median(best_gemms)
-    bandwidth = read_bandwidth_gbs(device)
+    gemm, best_gemm, bandwidth = statistics.median(gemms), statistics.median(best_gemms), statistics.median(bandwidths)
+    weights_pass_s = weights_bytes / bandwidth / 1e9
+    first_scale_per_pass = statistics.median(r[4][1] / (weights_bytes / gbs / 1e9) for r, gbs in zip(runs, bandwidths))
     official = args.bench_dir / f"bench_outputs_official_{pixels}.safetensors"
     bits_equal = image_diff = None
     if official.exists():
@@ -194,7 +200,8 @@ def run_case(args) -> CaseResult:
         decode_s=statistics.median(r[3] for r in runs), per_scale_s=per_scale, gflop=flops.total / 1e9,
         gemm_gflops=gemm, efficiency=flops.total / loop_s / 1e9 / gemm, best_gemm_gflops=best_gemm,
         efficiency_vs_best=flops.total / loop_s / 1e9 / best_gemm, weights_mb=weights_bytes / 2 ** 20,
-        bandwidth_gbs=bandwidth, weights_pass_s=weights_bytes / bandwidth / 1e9, rss_base_mb=rss_base,
+        bandwidth_gbs=bandwidth, weights_pass_s=weights_pass_s, first_scale_per_pass=first_scale_per_pass,
+        rss_base_mb=rss_base,
         rss_peak_gen_mb=rss_peak, peak_above_base_mb=rss_peak - rss_base,
         cuda_peak_mb=torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan"),
         bits_equal_official=bits_equal, image_max_diff=image_diff)
@@ -204,14 +211,14 @@ def print_table(results: list[CaseResult], args) -> None:
     print(f"\nInfinity bench model (depth 8, width 512, d32) on {args.device} {args.dtype}, "
           f"{args.threads} threads, median of {args.runs} runs after {args.warmup} warm-up\n")
     print("| size | tokens | loop s | decode s | GFLOP | GFLOP/s | GEMM GFLOP/s (torch.mm / best) "
-          "| efficiency (vs torch.mm / vs best) | 1x1 scale ms | weights pass ms | peak RSS above base MB (weights MB) "
-          "| CUDA peak MB | bits = official | image max diff |")
-    print("|" + "---|" * 14)
+          "| efficiency (vs torch.mm / vs best) | 1x1 scale ms | weights pass ms | 1x1 / pass "
+          "| peak RSS above base MB (weights MB) | CUDA peak MB | bits = official | image max diff |")
+    print("|" + "---|" * 15)
     for r in results:
         achieved = r.gflop / r.loop_s
         print(f"| {r.size} | {r.tokens} | {r.loop_s:.3f} | {r.decode_s:.3f} | {r.gflop:.1f} | {achieved:.1f} "
               f"| {r.gemm_gflops:.0f} / {r.best_gemm_gflops:.0f} | {r.efficiency:.0%} / {r.efficiency_vs_best:.0%} "
-              f"| {1e3 * r.per_scale_s[0]:.1f} | {1e3 * r.weights_pass_s:.1f} "
+              f"| {1e3 * r.per_scale_s[0]:.1f} | {1e3 * r.weights_pass_s:.1f} | {r.first_scale_per_pass:.2f} "
               f"| {r.peak_above_base_mb:.0f} ({r.weights_mb:.0f}) | {r.cuda_peak_mb:.0f} | {r.bits_equal_official} "
               f"| {r.image_max_diff} |")
     for r in results:

@@ -11,8 +11,9 @@ generation loop (per-scale times), the VAE decode, and right after each run an f
 (2048^3 torch.mm) so efficiency = model FLOPs / loop time / GEMM rate compares numbers measured under the
 same machine conditions. Likewise after each run, memory bandwidth (a read-only pass over a 256 MB tensor)
 gives the time one pass over the transformer weights takes, the floor of the small scales; the 1x1 scale's
-ratio to it is taken per run (the machine's bandwidth drifts by 2x within minutes) and the median reported. Outputs are checked against the
-official implementation's bits and image (../shared/bench). Nothing here asserts a time.
+ratio to it is taken per run (the machine's bandwidth drifts by 2x within minutes) and the median reported.
+Outputs are checked against the official implementation's bits and image (../shared/bench). Nothing here
+asserts a time.
 """
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
         teacher = model.forward_teacher(fox, torch.cat(inputs, dim=1), schedule)
     torch.testing.assert_close(torch.cat(cached, dim=1), teacher, atol=2e-5, rtol=0)
     last_h, last_w = schedule.grids[-1]
-    assert sampler.cache.keys[0].shape[2] == schedule.num_tokens - last_h * last_w
+    assert sampler.cache.keys[0].shape[1] == schedule.num_tokens - last_h * last_w
 
 
 def test_same_seed_same_image_other_seed_other_image(model, fox):

@@ -35,14 +35,17 @@ class TextKV:
 class KVCache:
     """Preallocated self-attention keys/values for `depth` blocks, filled scale by scale.
 
-    `kept_tokens` positions are stored (the tokens of every scale but the last); a scale that ends past
-    them attends to the stored prefix and its own keys/values without storing them."""
+    Stored token-major, [B, L, H, hd] (the layout the qkv projection produces, so a scale's write copies
+    whole tokens, and the few tokens of the first scales land on a few fresh memory pages rather than
+    on one per head); attention reads them as [B, H, L, hd] views. `kept_tokens` positions are stored
+    (the tokens of every scale but the last); a scale that ends past them attends to the stored prefix
+    and its own keys/values without storing them."""
 
     def __init__(self, depth: int, batch: int, num_heads: int, head_dim: int, kept_tokens: int,
                  dtype: torch.dtype, device: torch.device):
         self.kept_tokens = kept_tokens
-        shape = (batch, num_heads, kept_tokens, head_dim)
-        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]     # [B, H, L, hd] each
+        shape = (batch, kept_tokens, num_heads, head_dim)
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]     # [B, L, H, hd] each
         self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(depth)]
         self.start = 0    # first token of the scale being computed
         self.end = 0      # one past its last token
@@ -52,13 +55,14 @@ class KVCache:
         self.start, self.end = self.end, self.end + num_tokens
 
     def store(self, block: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this scale's keys/values [b, H, l, hd] and return all visible ones [b, H, end, hd].
+        """Write this scale's keys/values [b, H, l, hd] and return all visible ones [b, H, end, hd] (views).
 
         `b` may be smaller than the allocated batch once the unconditional half is dropped."""
         b = keys.shape[0]
+        keys, values = keys.transpose(1, 2), values.transpose(1, 2)                  # [b, l, H, hd]
         if self.end > self.kept_tokens:      # the last scale: nothing later reads its keys/values
-            return (torch.cat([self.keys[block][:b, :, :self.start], keys], dim=2),
-                    torch.cat([self.values[block][:b, :, :self.start], values], dim=2))
-        self.keys[block][:b, :, self.start:self.end] = keys
-        self.values[block][:b, :, self.start:self.end] = values
-        return self.keys[block][:b, :, :self.end], self.values[block][:b, :, :self.end]
+            return (torch.cat([self.keys[block][:b, :self.start], keys], dim=1).transpose(1, 2),
+                    torch.cat([self.values[block][:b, :self.start], values], dim=1).transpose(1, 2))
+        self.keys[block][:b, self.start:self.end] = keys
+        self.values[block][:b, self.start:self.end] = values
+        return self.keys[block][:b, :self.end].transpose(1, 2), self.values[block][:b, :self.end].transpose(1, 2)

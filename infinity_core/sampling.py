@@ -130,8 +130,9 @@ class ScaleSampler:
         self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=device,
                                         memory_format=torch.channels_last_3d).zero_()   # [B, d, 1, H, W]
         self.bits: list[torch.Tensor] = []
-        # whether every scale's logits were finite; read once at the end (no host sync inside the loop)
-        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        # sum of every scale's logits: finite unless one of them is NaN or infinite (|logits| are far below
+        # float32's range); read once at the end, so no host sync inside the loop
+        self.logit_sum = torch.zeros((), device=device)
 
     def rows(self, scale: int) -> int:
         return 2 * self.batch if scale < self.uncond_until else self.batch
@@ -173,11 +174,11 @@ class ScaleSampler:
     def step(self, scale: int) -> None:
         """Sample one scale."""
         logits = self.scale_logits(scale)
-        self.finite &= torch.isfinite(logits).all()
+        self.logit_sum.add_(logits.sum())
         self.commit(scale, sample_bits(logits, self.sampling.top_k, self.sampling.top_p, self.generator))
 
     def result(self) -> GenerationResult:
-        if not bool(self.finite):
+        if not bool(self.logit_sum.isfinite()):
             raise InfinityError("the transformer produced NaN or infinite logits; if it runs in fp16, load it "
                                 "in bf16 or fp32 (the weights may overflow fp16)")
         return GenerationResult(self.bits, self.summed_codes.squeeze(-3), self.schedule)

@@ -283,12 +283,6 @@ def is_train_combination(spec: SceneSpec) -> bool:
 # ---------------------------------------------------------------- sampling
 
 
-def sample_spec(rng: np.random.Generator) -> SceneSpec:
-    """A uniformly random valid combination from either split."""
-    specs = all_specs()
-    return specs[rng.integers(len(specs))]
-
-
 def sample_train_spec(rng: np.random.Generator) -> SceneSpec:
     """A uniformly random train combination."""
     specs = _train_specs_tuple()

@@ -4,7 +4,7 @@ The adherence test is a 20-prompt version of `tools/score_adherence.py` (held-ou
 defaults, fixed seed). On these 20 prompts the shipped model measures, at cfg 3: colour 100 %, background
 100 %, position 100 %, shape 75 % (88 % on the issue's 200); its VAE's own reconstructions: colour 95 %,
 every other attribute 100 %. The thresholds sit under those numbers so that a real regression fails and
-sampling noise does not (one prompt is 5 points; the shape bound is two prompts under its measurement).
+sampling noise does not (one prompt is 5 points; each bound is one to three prompts under its measurement).
 On the issue's 200 prompts every target is met (see the README's demo section).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ pytest.importorskip("transformers")
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NUM_PROMPTS = 20
-THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.65}
+THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.70}
 TOKENIZER_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.95}
 SIZE_LIMIT_MB = 15
 

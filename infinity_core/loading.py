@@ -18,6 +18,7 @@ from .config import (TransformerConfig, VAEConfig, transformer_config_from_state
                      vae_config_from_state_dict)
 from .errors import InfinityError
 from .tokenizer.autoencoder import BitwiseVAE
+from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import BLOCK_MATMULS, InfinityTransformer
 from .weights import TensorSource, check_layout, open_sources, transformer_key_map, vae_key
 
@@ -80,8 +81,13 @@ def _block_param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
-def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> InfinityTransformer:
-    """An Infinity transformer from an official `.pth`, a `.safetensors` file, or a shard folder/index JSON."""
+def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None, *,
+                     prepack: bool = True) -> InfinityTransformer:
+    """An Infinity transformer from an official `.pth`, a `.safetensors` file, or a shard folder/index JSON.
+
+    On the CPU the block matmul weights come prepacked for oneDNN (`prepack_for_cpu`, the CPU fast path)
+    where this CPU supports the dtype. A prepacked model cannot move to another device: pass
+    `prepack=False` for a model that will be moved (e.g. loaded on the CPU, run on a GPU)."""
     device, dtype = _resolve(device, dtype)
     source_name = f"transformer file '{Path(path)}'"
     sources = open_sources(path)
@@ -94,6 +100,8 @@ def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | 
     _check_layout(model, internal_shapes, source_name)
     _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)))
     log.info("loaded %s: %s on %s, blocks in %s", source_name, config, device, dtype)
+    if prepack:
+        prepack_for_cpu(model)   # a no-op off the CPU
     return model.eval()
 
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from infinity_core import get_schedule, load_transformer, prepack_for_cpu
+from infinity_core import generate, get_schedule, load_transformer, prepack_for_cpu
 from infinity_core.text import TextCondition
-from infinity_core.transformer.cpu_kernels import onednn_linear_available
+from infinity_core.transformer.cpu_kernels import onednn_linear_available, onednn_linear_supports
 from infinity_core.transformer.layers import ONEDNN_ROWS, matmul
 from infinity_core.transformer.model import BLOCK_MATMULS
 
@@ -15,10 +15,28 @@ pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTo
 
 @pytest.fixture(scope="module")
 def models():
-    plain = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
-    packed = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
-    assert prepack_for_cpu(packed) and not prepack_for_cpu(packed)      # packs once
+    plain = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32, prepack=False)
+    packed = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)   # packed by default
+    assert not prepack_for_cpu(packed)                                  # packs once
     return plain, packed
+
+
+def test_opt_out_keeps_plain_weights_and_packs_on_request(models):
+    plain, _ = models
+    assert not plain.blocks[0].sa.mat_qkv.weight.is_mkldnn
+    movable = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32, prepack=False)
+    assert prepack_for_cpu(movable) and movable.blocks[0].sa.mat_qkv.weight.is_mkldnn
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_packs_only_where_the_cpu_runs_it(dtype, fixture_tensors):
+    """oneDNN's bf16 / fp16 linears need CPU features (AVX-512, AVX-NE-CONVERT): without them the model loads
+    unpacked and samples on the plain path instead of failing in the prepack."""
+    model = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", dtype)
+    assert model.blocks[0].ffn.fc1.weight.is_mkldnn == onednn_linear_supports(dtype)
+    fox = TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p1_kv_compact"]])
+    bits = generate(model, fox, pixels="0.06M", seed=1).bits
+    assert len(bits) == len(get_schedule(1.0, "0.06M").grids)
 
 
 def test_every_block_matmul_is_packed_in_place(models):

@@ -7,10 +7,12 @@ oneDNN reaches. Packing once at load time removes both. The packed tensor replac
 memory); results differ from the MKL path only by summation order (~1e-6 relative), so the official
 fixtures still hold and greedy bits stay identical. A packed model stays on the CPU (it cannot be moved
 to a GPU); load a fresh one for that. Uses PyTorch's oneDNN linear ops (those torch.compile's CPU backend
-uses); where they are missing, nothing is packed and the plain path runs.
+uses); where they are missing, or the CPU cannot run them in the weights' dtype (oneDNN's bf16 / fp16
+paths need AVX-512 or AVX-NE-CONVERT), nothing is packed and the plain path runs.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -30,12 +32,31 @@ def onednn_linear_available() -> bool:
             and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
+@functools.cache
+def onednn_linear_supports(dtype: torch.dtype) -> bool:
+    """Whether this CPU can pack and run oneDNN linears in `dtype` (probed once on a tiny weight)."""
+    if not onednn_linear_available():
+        return False
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(8, 8, dtype=dtype), BATCH_HINT)
+        torch.ops.mkldnn._linear_pointwise(torch.ones(2, 8, dtype=dtype), packed, None, "none", [], "")
+    except RuntimeError as err:
+        log.debug("oneDNN cannot run %s linears on this CPU (%s)",
+                 dtype, str(err).splitlines()[0])
+        return False
+    return True
+
+
 def prepack_for_cpu(model: InfinityTransformer) -> bool:
     """Replace every block matmul weight of a CPU model with its oneDNN-prepacked form (in place).
 
-    Returns whether anything was packed (not on a GPU, not without oneDNN, not twice)."""
+    Returns whether anything was packed (not on a GPU, not without oneDNN or its support for the weights'
+    dtype on this CPU, not twice)."""
     first = model.blocks[0].sa.mat_qkv.weight
     if first.is_mkldnn or first.device.type != "cpu" or not onednn_linear_available():
+        return False
+    if not onednn_linear_supports(first.dtype):
+        log.info("block matmul weights left unpacked: oneDNN cannot run %s linears on this CPU", first.dtype)
         return False
     with torch.no_grad():
         for block in model.blocks:

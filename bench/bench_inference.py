@@ -147,7 +147,7 @@ def run_case(args) -> CaseResult:
     def one_run():
         stamps = [time.perf_counter()]     # generate() entry, then callbacks: set-up done, each scale done
 
-        def tick(done, total):
+        def tick(done, total, codes):
             sync(device)
             stamps.append(time.perf_counter())
         result = generate(model, cond, pixels=pixels, cfg=settings["cfg"], tau=settings["tau"], top_k=settings["top_k"],

@@ -59,7 +59,7 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=args.device)
     images = pipe(args.prompt, args.negative, h_div_w=parse_aspect(args.aspect), pixels=pixels, cfg=args.cfg,
                   tau=args.tau, top_k=args.top_k, top_p=args.top_p, seed=args.seed, batch_size=args.batch,
-                  callback=lambda done, total: log.info("scale %d/%d", done, total))
+                  callback=lambda done, total, codes: log.info("scale %d/%d", done, total))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     paths = ([args.output] if len(images) == 1 else
              [args.output.with_name(f"{args.output.stem}_{i + 1}{args.output.suffix}") for i in range(len(images))])

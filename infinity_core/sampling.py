@@ -6,7 +6,7 @@ logits, `cfg_insertion_layer=[0]` as every published entry point passes) and
 
     hidden = blocks(input tokens of this scale, KV cache of all earlier scales, text)
     logits = head(hidden) / tau, then cfg * cond + (1 - cfg) * uncond
-    bits   = sample each bit from its 2-way softmax (top-k / top-p, one multinomial per scale)
+    bits   = sample each bit from its 2-way softmax (top-k / top-p, one multinomial per scale and image)
     codes  = bits -> +-1/sqrt(d);  summed_codes += upsample(codes);  next input = resize(summed_codes)
 
 Shapes: B images, l = h*w tokens of the current scale, d bits per token (56 = 4 x 14 for the 8B's
@@ -21,44 +21,21 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import InfinityError
-from .schedules import Schedule, get_schedule
+from .known_image import KnownImage, known_image, vae_grids
+from .sampling_config import SamplingConfig
+from .schedules import Schedule
 from .text import TextCondition
 from .tokenizer.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
-from .transformer.kv_cache import KVCache
+from .transformer.kv_cache import KVCache, cached_tokens
 from .transformer.model import InfinityTransformer
 from .transformer.rope import rope_table
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]   # (scales done, scales in total); may raise to stop the run.
-# It is called with 0 once the text is prepared and the KV cache allocated, then after every scale.
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Sampling knobs, one value per scale. Defaults are those of the published 2B demo
-    (tools/interactive_infer.ipynb: cfg 3, tau 0.5) with gen_one_img's top_k 900 / top_p 0.97."""
-
-    cfg: tuple[float, ...]     # classifier-free guidance on logits; 1 = no guidance at that scale
-    tau: tuple[float, ...]     # temperature: logits are multiplied by 1 / tau before the cfg mix
-    top_k: int = 900           # 0 = off; a bit has only 2 outcomes, so only top_k = 1 (greedy) changes anything
-    top_p: float = 0.97        # 0 = off; a bit whose minority probability <= 1 - top_p becomes deterministic
-
-    @classmethod
-    def build(cls, num_scales: int, cfg: float | Sequence[float] = 3.0, tau: float | Sequence[float] = 0.5,
-              top_k: int = 900, top_p: float = 0.97) -> "SamplingConfig":
-        """Broadcast scalars to every scale; a list must cover every scale (extra entries are ignored)."""
-        def per_scale(name: str, value) -> tuple[float, ...]:
-            values = [float(value)] * num_scales if isinstance(value, (int, float)) else [float(v) for v in value]
-            if len(values) < num_scales:
-                raise InfinityError(f"'{name}' lists {len(values)} values but the schedule has {num_scales} scales")
-            return tuple(values[:num_scales])
-        config = cls(per_scale("cfg", cfg), per_scale("tau", tau), int(top_k), float(top_p))
-        if min(config.tau) <= 0:
-            raise InfinityError(f"'tau' must be > 0 at every scale, got {config.tau}")
-        if config.top_k < 0 or not 0.0 <= config.top_p <= 1.0:
-            raise InfinityError(f"'top_k' must be >= 0 and 'top_p' in [0, 1]; got top_k={top_k}, top_p={top_p}")
-        return config
+# callback(scales done, scales in total, summed codes [B, d, H, W] so far: a read-only view, for previews).
+# It is called with 0 once the text is prepared and the KV cache allocated, then after every scale; it
+# may raise to stop the run.
+ProgressCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -85,9 +62,18 @@ def _outside_top_p(logits: torch.Tensor, probs: torch.Tensor, top_p: float) -> t
     return torch.cat((first_is_zero, ~first_is_zero), dim=-1)   # its probability is <= 0.5 <= 1 - top_p
 
 
-def sample_bits(logits: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
+def exponential_draws(shape: tuple[int, ...], generators: Sequence[torch.Generator], device) -> torch.Tensor:
+    """Exp(1) draws [B, l, d, 2], image i's from generators[i] (so each image's draws match a run of its own)."""
+    draws = torch.empty(shape, device=device)
+    for image, generator in zip(draws, generators):
+        image.exponential_(generator=generator)
+    return draws
+
+
+def sample_bits(logits: torch.Tensor, top_k: int, top_p: float,
+                generators: Sequence[torch.Generator]) -> torch.Tensor:
     """Bit logits [B, l, d, 2] -> bits [B, l, d] uint8: upstream's top-k / top-p filter, then one
-    `torch.multinomial(probs.view(-1, 2), 1)` draw over all B*l*d bits, here without the multinomial call.
+    `torch.multinomial(probs.view(-1, 2), 1)` draw per image, here without the multinomial call.
 
     A one-sample multinomial draw is `argmax(probs / q)` with q ~ Exp(1) drawn from the generator for
     every entry (torch's own algorithm); it is written out because the call's validation passes cost
@@ -98,68 +84,108 @@ def sample_bits(logits: torch.Tensor, top_k: int, top_p: float, generator: torch
     probs = logits.softmax(dim=-1)                                                 # [B, l, d, 2]
     if top_p > 0:
         probs = probs.masked_fill(_outside_top_p(logits, probs, top_p), 0.0)
-    race = probs / torch.empty_like(probs).exponential_(generator=generator)       # [B, l, d, 2]
+    race = probs / exponential_draws(probs.shape, generators, probs.device)        # [B, l, d, 2]
     return race.argmax(dim=-1).to(torch.uint8)
 
 
+def scale_rotations(schedule: Schedule, head_dim: int, device) -> list[torch.Tensor | None]:
+    """Per scale the RoPE table [h*w, hd/2] (complex), None where it is the identity (every token at (0, 0):
+    the 1x1 scale), so that scale skips the rotation."""
+    tables = rope_table(schedule, head_dim).split([h * w for h, w in schedule.grids])
+    return [None if bool((table == 1).all()) else table.to(device) for table in tables]
+
+
 class ScaleSampler:
-    """The state of one generation: KV cache, random generator, summed codes and the next scale's input."""
+    """The state of one generation: KV cache, random generators, summed codes and the next scale's input.
+
+    `step(scale)` is the algorithm: logits (transformer and head, tempered and guided), bits sampled from
+    them (or the known image's), their codes added to the sum, the next scale's input resized from it."""
 
     def __init__(self, model: InfinityTransformer, text: TextCondition, uncond_text: TextCondition,
-                 schedule: Schedule, sampling: SamplingConfig, seed: int):
-        config, device = model.config, model.pos_start.device
-        self.model, self.schedule, self.sampling = model, schedule, sampling
+                 config: SamplingConfig, known: KnownImage | None = None):
+        self.model, self.config, self.known = model, config, known
+        self.schedule = schedule = config.schedule
         self.batch = text.batch_size
         # The unconditional half runs while any remaining scale guides (its KV cache feeds later scales).
-        self.uncond_until = max((i + 1 for i, c in enumerate(sampling.cfg) if c != 1), default=0)
-        rows = 2 * self.batch if self.uncond_until else self.batch
+        self.uncond_until = config.guided_until
+        # The transformer runs up to the last scale that samples; a kept scale before it only fills the cache.
+        self.run_until = max((s + 1 for s in range(schedule.num_scales)
+                              if known is None or not known.keeps_whole(s)), default=0)
         self.context = model.prepare_text(text.concat(uncond_text) if self.uncond_until else text)
         self.cond_context = self.context.rows(self.batch)                   # once the unconditional half stops
-        compute_dtype = model.blocks[0].sa.mat_qkv.weight.dtype
-        last_h, last_w = schedule.grids[-1]
-        self.cache = KVCache(config.depth, rows, config.num_heads, config.head_dim,
-                             schedule.num_tokens - last_h * last_w, compute_dtype, device)
-        # per scale [h*w, hd/2] complex; None where every token sits at (0, 0) (the 1x1 scale): the identity
-        tables = rope_table(schedule, config.head_dim).split([h * w for h, w in schedule.grids])
-        self.rotations = [None if bool((table == 1).all()) else table.to(device) for table in tables]
-        self.generator = torch.Generator(device).manual_seed(seed)
-        self.patchify = config.spatial_patchify
+        rows = 2 * self.batch if self.uncond_until else self.batch
+        arch = model.config
+        self.cache = KVCache(arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule),
+                             model.compute_dtype, model.device)
+        self.rotations = scale_rotations(schedule, arch.head_dim, model.device)
+        self.generators = [torch.Generator(model.device).manual_seed(config.image_seed(i))
+                           for i in range(self.batch)]
+        self.patchify = arch.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
-        latent_bits = config.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
-        final_h, final_w = self._vae_grid(-1)
-        self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=device,
-                                        memory_format=torch.channels_last_3d).zero_()   # [B, d, 1, H, W]
+        latent_bits = arch.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
+        final_h, final_w = vae_grids(schedule, arch)[-1]
+        self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=model.device,
+                                        memory_format=torch.channels_last_3d).zero_()   # [B, dv, 1, H, W]
+        # the image's own partial sum, which the kept region of `summed_codes` follows (inpainting only)
+        self.image_codes = (torch.zeros_like(self.summed_codes)
+                            if known is not None and known.keep_latents is not None else None)
         self.bits: list[torch.Tensor] = []
-        # sum of every scale's logits: finite unless one of them is NaN or infinite (|logits| are far below
-        # float32's range); read once at the end, so no host sync inside the loop
-        self.logit_sum = torch.zeros((), device=device)
+        # sum of every sampled scale's logits: finite unless one of them is NaN or infinite (|logits| are far
+        # below float32's range); read once at the end, so no host sync inside the loop
+        self.logit_sum = torch.zeros((), device=model.device)
 
     def rows(self, scale: int) -> int:
         return 2 * self.batch if scale < self.uncond_until else self.batch
 
-    def scale_logits(self, scale: int) -> torch.Tensor:
-        """Run the transformer on the pending scale; guided, tempered bit logits [B, l, d, 2]."""
+    def forward(self, scale: int):
+        """The transformer on the pending scale, writing its KV cache: hidden [rows, l, C] and their context."""
         h, w = self.schedule.grids[scale]
         self.cache.begin_scale(h * w)
         context = self.context if scale < self.uncond_until else self.cond_context
-        hidden = self.model.forward_scale(self.tokens, scale, self.rotations[scale], context,
-                                          self.cache)                        # [rows, l, C]
-        cfg, tau = self.sampling.cfg[scale], self.sampling.tau[scale]
+        return self.model.forward_scale(self.tokens, scale, self.rotations[scale], context, self.cache), context
+
+    def scale_logits(self, scale: int) -> torch.Tensor:
+        """Guided, tempered bit logits [B, l, d, 2] of the pending scale."""
+        hidden, context = self.forward(scale)                                # [rows, l, C]
+        cfg, tau = self.config.cfg_per_scale[scale], self.config.tau_per_scale[scale]
         if cfg == 1:    # the unconditional rows, if still running, only feed the KV cache
             hidden, context = hidden[:self.batch], self.cond_context
         logits = self.model.logits(hidden, context).mul(1 / tau)            # [rows, l, 2d]
         if cfg != 1:
             logits = cfg_mix(logits, cfg)
+        h, w = self.schedule.grids[scale]
         return logits.view(self.batch, h * w, -1, 2)
+
+    def step(self, scale: int) -> None:
+        """One scale: sample its bits (or take the known image's), then commit them."""
+        known = self.known
+        if known is not None and known.keeps_whole(scale):
+            if scale + 1 < self.run_until:      # a later scale samples: it attends to this scale's keys/values
+                self.forward(scale)
+            h, w = self.schedule.grids[scale]   # the draws a sampled scale makes, so later scales match a plain run
+            exponential_draws((self.batch, h * w, self.model.config.bits_per_token, 2), self.generators,
+                              self.model.device)
+            bits = known.token_bits[scale].expand(self.batch, -1, -1)          # [B, l, d]
+        else:
+            logits = self.scale_logits(scale)                                # [B, l, d, 2]
+            self.logit_sum.add_(logits.sum())
+            bits = sample_bits(logits, self.config.top_k, self.config.top_p, self.generators)   # [B, l, d]
+            if known is not None and known.keep_tokens is not None:
+                bits = torch.where(known.keep_tokens[scale], known.token_bits[scale], bits)
+        self.commit(scale, bits)
 
     def commit(self, scale: int, bits: torch.Tensor) -> None:
         """Accept the bits [B, l, d] of `scale`: add their codes, prepare the next scale's input tokens."""
         h, w = self.schedule.grids[scale]
-        grid_bits = bits.view(self.batch, h, w, -1)                          # [B, h, w, d]
+        grid_bits = bits.reshape(self.batch, h, w, -1)                       # [B, h, w, d]
         if self.patchify:
             grid_bits = unpatchify_bits(grid_bits)                           # [B, 2h, 2w, d/4]
         self.bits.append(grid_bits)
         self.summed_codes = accumulate_codes(self.summed_codes, bits_to_codes(grid_bits))   # [B, dv, 1, H, W]
+        if self.image_codes is not None:    # the kept region follows the image's own residual chain
+            self.image_codes = accumulate_codes(self.image_codes, bits_to_codes(self.known.vae_bits[scale]))
+            self.summed_codes = torch.where(self.known.keep_latents, self.image_codes, self.summed_codes
+                                            ).contiguous(memory_format=torch.channels_last_3d)
         if scale + 1 == self.schedule.num_scales:
             return
         next_input = next_scale_input(self.summed_codes, self.schedule.grids[scale + 1], self.patchify)   # [B, l', d]
@@ -167,21 +193,16 @@ class ScaleSampler:
         copies = self.rows(scale + 1) // self.batch                          # 2 while guided: cond, uncond
         self.tokens = tokens.expand(copies, *tokens.shape).flatten(0, 1)    # [rows, l', C] (a view for B = 1)
 
-    def _vae_grid(self, scale: int) -> tuple[int, int]:
-        h, w = self.schedule.grids[scale]
-        return (PATCHIFY_FACTOR * h, PATCHIFY_FACTOR * w) if self.patchify else (h, w)
-
-    def step(self, scale: int) -> None:
-        """Sample one scale."""
-        logits = self.scale_logits(scale)
-        self.logit_sum.add_(logits.sum())
-        self.commit(scale, sample_bits(logits, self.sampling.top_k, self.sampling.top_p, self.generator))
+    @property
+    def codes(self) -> torch.Tensor:
+        """The summed codes so far, [B, d, H, W] (a view)."""
+        return self.summed_codes.squeeze(-3)
 
     def result(self) -> GenerationResult:
         if not bool(self.logit_sum.isfinite()):
             raise InfinityError("the transformer produced NaN or infinite logits; if it runs in fp16, load it "
                                 "in bf16 or fp32 (the weights may overflow fp16)")
-        return GenerationResult(self.bits, self.summed_codes.squeeze(-3), self.schedule)
+        return GenerationResult(self.bits, self.codes, self.schedule)
 
 
 def _broadcast_negative(negative: TextCondition, cond: TextCondition, batch_size: int) -> TextCondition:
@@ -194,28 +215,39 @@ def _broadcast_negative(negative: TextCondition, cond: TextCondition, batch_size
 
 
 def generate(transformer: InfinityTransformer, cond: TextCondition, negative: TextCondition | None = None, *,
-             h_div_w: float = 1.0, pixels: str = "1M", cfg: float | Sequence[float] = 3.0,
-             tau: float | Sequence[float] = 0.5, top_k: int = 900, top_p: float = 0.97, seed: int = 0,
-             batch_size: int = 1, callback: ProgressCallback | None = None) -> GenerationResult:
+             config: SamplingConfig | None = None, callback: ProgressCallback | None = None,
+             init_bits: Sequence[torch.Tensor] | None = None, init_scales: int = 0,
+             mask: torch.Tensor | None = None, **settings) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
-    Without `negative`, the unconditional half uses the model's learned unconditional text."""
-    if batch_size < 1:
-        raise InfinityError(f"'batch_size' must be >= 1, got {batch_size}")
+    Settings are `SamplingConfig`'s fields as keywords (h_div_w, pixels, cfg, tau, top_k, top_p, seed,
+    batch_size), or a ready `config`; unset ones take its defaults. Without `negative`, the unconditional
+    half uses the model's learned unconditional text. Image i of the output (prompt-major) draws its random
+    numbers from seed + i alone, so it is the image a single run with that seed gives.
+
+    From a picture: `init_bits` is the per-scale list of [1 or B, h, w, d] bits on the VAE grid
+    (`vae.encode(...).bits`, `image_in.encode_image`, or an earlier result's `.bits`); scales below
+    `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
+    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py)."""
+    if config is None:
+        config = SamplingConfig.from_keywords(settings)
+    elif settings:
+        raise InfinityError(f"pass either config or the settings {sorted(settings)}, not both")
     if cond.channels != transformer.config.text_channels:
         raise InfinityError(f"the text condition has {cond.channels} channels but the transformer expects "
                             f"{transformer.config.text_channels}; use the text encoder the model was trained with")
-    schedule = get_schedule(h_div_w, pixels)
-    sampling = SamplingConfig.build(schedule.num_scales, cfg, tau, top_k, top_p)
-    text = cond.repeat_each(batch_size)
+    text = cond.repeat_each(config.batch_size)
+    known = known_image(init_bits, init_scales, mask, config.schedule, transformer.config, text.batch_size,
+                        transformer.device)
     uncond = (transformer.unconditional_text(text.lengths) if negative is None
-              else _broadcast_negative(negative, cond, batch_size))
+              else _broadcast_negative(negative, cond, config.batch_size))
+    num_scales = config.schedule.num_scales
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, text, uncond, schedule, sampling, seed)
-        for scale in range(schedule.num_scales):
+        sampler = ScaleSampler(transformer, text, uncond, config, known)
+        for scale in range(num_scales):
             if callback is not None:
-                callback(scale, schedule.num_scales)
+                callback(scale, num_scales, sampler.codes)
             sampler.step(scale)
         if callback is not None:
-            callback(schedule.num_scales, schedule.num_scales)
+            callback(num_scales, num_scales, sampler.codes)
         return sampler.result()

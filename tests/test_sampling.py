@@ -40,10 +40,10 @@ def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
     schedule = get_schedule(0.75, "0.06M")
     generator = torch.Generator().manual_seed(3)
     bits = [torch.randint(0, 2, (1, h * w, 32), generator=generator, dtype=torch.uint8) for h, w in schedule.grids]
-    sampling = SamplingConfig.build(schedule.num_scales, cfg=1.0, tau=1.0)
+    sampling = SamplingConfig(h_div_w=0.75, pixels="0.06M", cfg=1.0, tau=1.0)
     cached, inputs, summed = [], [], 0.0
     with torch.inference_mode():
-        sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=0)
+        sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
         for scale, (h, w) in enumerate(schedule.grids):
             cached.append(sampler.scale_logits(scale).flatten(2))
             sampler.commit(scale, bits[scale])
@@ -74,9 +74,8 @@ def test_batch_shapes_and_distinct_samples(model, fox, lighthouse):
 
 
 def test_without_guidance_no_unconditional_rows(model, fox):
-    schedule = get_schedule(1.0, "0.06M")
-    sampling = SamplingConfig.build(schedule.num_scales, cfg=1.0, tau=1.0)
-    sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=0)
+    sampling = SamplingConfig(pixels="0.06M", cfg=1.0, tau=1.0)
+    sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
     assert sampler.cache.keys[0].shape[0] == 1 and sampler.context.cond.shape[0] == 1
 
 
@@ -85,11 +84,11 @@ def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_not
     guided scale. Since nothing later reads its KV cache, the bits must be identical."""
     schedule = get_schedule(1.0, "0.06M")
     cfg = [4.0, 3.0, 3.0, 1.0, 1.0, 1.0, 1.0]
-    sampling = SamplingConfig.build(schedule.num_scales, cfg=cfg, tau=1.0, top_k=900, top_p=0.97)
+    sampling = SamplingConfig(pixels="0.06M", cfg=cfg, tau=1.0, top_k=900, top_p=0.97, seed=4)
 
     def run(keep_uncond_to_end: bool):
         with torch.inference_mode():
-            sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), schedule, sampling, seed=4)
+            sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
             if keep_uncond_to_end:
                 sampler.uncond_until = schedule.num_scales
             for scale in range(schedule.num_scales):
@@ -116,7 +115,7 @@ def test_interrupt_leaves_the_model_clean(model, fox):
     class Stop(Exception):
         pass
 
-    def stop_after_three(done, total):
+    def stop_after_three(done, total, codes):
         if done == 3:
             raise Stop
     with pytest.raises(Stop):
@@ -126,17 +125,20 @@ def test_interrupt_leaves_the_model_clean(model, fox):
 
 def test_progress_callback_counts_scales(model, fox):
     seen = []
-    _sampled(model, fox, callback=lambda done, total: seen.append((done, total)))
-    assert seen == [(i, 7) for i in range(0, 8)]       # 0 once set up, then after every scale
+    _sampled(model, fox, callback=lambda done, total, codes: seen.append((done, total, codes.clone())))
+    assert [(done, total) for done, total, _ in seen] == [(i, 7) for i in range(0, 8)]   # 0 set up, then per scale
+    assert not seen[0][2].any()                                    # nothing summed before the first scale
+    final = _sampled(model, fox)
+    assert torch.equal(seen[-1][2], final.codes)                   # the last call sees the result's codes
 
 
 def test_top_k_1_is_greedy_and_top_p_makes_confident_bits_deterministic():
     logits = torch.tensor([[[[0.0, 2.0], [1.0, -1.0], [0.0, 0.1]]]])         # [1, 1, 3, 2]
     generator = torch.Generator().manual_seed(0)
     for _ in range(20):
-        assert sample_bits(logits, 1, 0.0, generator).tolist() == [[[1, 0, 1]]]
+        assert sample_bits(logits, 1, 0.0, [generator]).tolist() == [[[1, 0, 1]]]
     # p(minority) of bit 0 is 0.12 > 0.03: random; with top_p 0.85 it is cut (0.12 <= 0.15)
-    draws = torch.stack([sample_bits(logits, 0, 0.85, generator) for _ in range(50)])
+    draws = torch.stack([sample_bits(logits, 0, 0.85, [generator]) for _ in range(50)])
     assert (draws[..., 0] == 1).all() and (draws[..., 1] == 0).all()
     assert draws[..., 2].unique().numel() == 2                                 # a 52/48 bit stays random
 
@@ -160,12 +162,12 @@ def _upstream_sample_bits(logits, top_k, top_p, generator):
 @pytest.mark.parametrize("top_p", [0.0, 0.3, 0.5, 0.6, 0.97, 1.0])
 def test_sample_bits_draws_what_torch_multinomial_draws(top_k, top_p):
     """Same generator state -> the same bits as upstream's filter + torch.multinomial, ties and -inf included."""
-    logits = torch.randn(2, 50, 8, 2, generator=torch.Generator().manual_seed(3)) * 4
+    logits = torch.randn(1, 100, 8, 2, generator=torch.Generator().manual_seed(3)) * 4
     logits[0, :10, :, 1] = logits[0, :10, :, 0]                     # exact ties
-    logits[1, :5, :, 0] = -torch.inf                                 # an outcome already excluded
-    logits[1, 5:10] = logits[1, 5:10].round()                        # ties and near-ties after rounding
+    logits[0, 50:55, :, 0] = -torch.inf                              # an outcome already excluded
+    logits[0, 55:60] = logits[0, 55:60].round()                      # ties and near-ties after rounding
     for seed in range(5):
-        ours = sample_bits(logits, top_k, top_p, torch.Generator().manual_seed(seed))
+        ours = sample_bits(logits, top_k, top_p, [torch.Generator().manual_seed(seed)])
         upstream = _upstream_sample_bits(logits, top_k, top_p, torch.Generator().manual_seed(seed))
         assert torch.equal(ours, upstream)
 
@@ -181,14 +183,16 @@ def test_non_finite_logits_raise_a_clear_error(fox):
 
 
 def test_bad_arguments_are_named(model, fox):
-    with pytest.raises(InfinityError, match="'cfg' lists 2 values but the schedule has 7"):
-        _sampled(model, fox, cfg=[3.0, 3.0])
-    with pytest.raises(InfinityError, match="'tau'"):
+    with pytest.raises(InfinityError, match="^cfg lists 8 values but the schedule has 7 scales"):
+        _sampled(model, fox, cfg=[3.0] * 8)
+    with pytest.raises(InfinityError, match="^tau must be"):
         _sampled(model, fox, tau=0.0)
-    with pytest.raises(InfinityError, match="'batch_size'"):
+    with pytest.raises(InfinityError, match="^batch_size must be in 1..64"):
         _sampled(model, fox, batch_size=0)
-    with pytest.raises(InfinityError, match="pixel budget"):
+    with pytest.raises(InfinityError, match="^pixels must be one of"):
         _sampled(model, fox, pixels="4K")
+    with pytest.raises(InfinityError, match="unknown sampling setting.*'guidance'"):
+        _sampled(model, fox, guidance=3.0)
     with pytest.raises(InfinityError, match="128 channels but the transformer expects 256"):
         _sampled(model, TextCondition.from_features([torch.zeros(3, 128)]))
 
@@ -200,3 +204,24 @@ def test_bf16_runs_and_stays_close(fox):
     a, b = generate(low, fox, **settings), generate(full, fox, **settings)
     agreement = torch.cat([(x == y).flatten() for x, y in zip(a.bits, b.bits)]).float().mean()
     assert agreement > 0.9 and torch.isfinite(a.codes).all()
+
+
+def test_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(model, fox, lighthouse):
+    """The batch rule: image i (prompt-major) draws from seed + i alone, so a batch can be found again image by
+    image, and a batch of two prompts is the four single runs."""
+    both = TextCondition.from_features(fox.split() + lighthouse.split())
+    batch = _sampled(model, both, batch_size=2, seed=5)
+    for index, (prompt, seed) in enumerate([(fox, 5), (fox, 6), (lighthouse, 7), (lighthouse, 8)]):
+        single = _sampled(model, prompt, seed=seed)
+        assert all(torch.equal(b[index:index + 1], s) for b, s in zip(batch.bits, single.bits)), index
+        torch.testing.assert_close(batch.codes[index:index + 1], single.codes, rtol=0, atol=1e-6)
+
+
+def test_the_largest_seed_runs_and_wraps_for_the_next_image(model, fox):
+    top = 2 ** 64 - 1
+    batch = _sampled(model, fox, seed=top, batch_size=2)
+    assert _same_image(batch, 1, _sampled(model, fox, seed=0))
+
+
+def _same_image(batch, index, single):
+    return all(torch.equal(b[index:index + 1], s) for b, s in zip(batch.bits, single.bits))

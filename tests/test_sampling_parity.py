@@ -38,11 +38,12 @@ def _case(manifest, fixture_tensors, prompt_features, name):
 def test_logits_and_inputs_with_forced_bits(transformer, manifest, fixture_tensors, prompt_features, name):
     """Replaying the official bits scale by scale reproduces every scale's logits and next inputs."""
     settings, cond, schedule, expected = _case(manifest, fixture_tensors, prompt_features, name)
-    sampling = SamplingConfig.build(schedule.num_scales, settings["cfg"], settings["tau"], settings["top_k"], settings["top_p"])
+    sampling = SamplingConfig(h_div_w=settings["h_div_w_template"], pixels=settings["pn"], cfg=settings["cfg"],
+                              tau=settings["tau"], top_k=settings["top_k"], top_p=settings["top_p"],
+                              seed=settings["g_seed"])
     atol = 1e-4 * (2 * settings["cfg"] - 1)
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, cond, transformer.unconditional_text(cond.lengths), schedule, sampling,
-                               settings["g_seed"])
+        sampler = ScaleSampler(transformer, cond, transformer.unconditional_text(cond.lengths), sampling)
         for scale, (h, w) in enumerate(schedule.grids):
             torch.testing.assert_close(sampler.scale_logits(scale), expected[f"logits_s{scale}"], atol=atol, rtol=0)
             sampler.commit(scale, expected[f"bits_s{scale}"].view(1, h * w, -1))

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import TransformerConfig
+from ..schedules import Schedule
+
 
 @dataclass(frozen=True)
 class TextKV:
@@ -66,3 +69,31 @@ class KVCache:
         self.keys[block][:b, self.start:self.end] = keys
         self.values[block][:b, self.start:self.end] = values
         return self.keys[block][:b, :self.end].transpose(1, 2), self.values[block][:b, :self.end].transpose(1, 2)
+
+
+def cached_tokens(schedule: Schedule) -> int:
+    """Token positions a generation's KVCache stores: every scale's but the last."""
+    last_h, last_w = schedule.final_grid
+    return schedule.num_tokens - last_h * last_w
+
+
+def sampling_memory(config: TransformerConfig, schedule: Schedule, batch_size: int, guided: bool,
+                    dtype: torch.dtype) -> int:
+    """Bytes a generation allocates besides the weights, for `batch_size` images (all prompts together).
+
+    Rows are 2 x batch while guidance runs (conditional and unconditional halves), else batch. Terms:
+    - the KV cache: keys and values of every block for the cached tokens, in the compute dtype;
+    - the last scale's transient keys/values: one block's stored prefix concatenated with its own tokens;
+    - the largest scale's activations: qkv (3C), the attention output and residual (2C) and the FFN hidden,
+      in the compute dtype, plus the fp32 copy of q and k (2C);
+    - the bit logits and their sampling buffers (logits, probabilities, random draws: 3 x 2d, fp32);
+    - the summed codes and the next input (small: d channels at the final grid)."""
+    rows = 2 * batch_size if guided else batch_size
+    width, itemsize = config.width, dtype.itemsize
+    largest = max(h * w for h, w in schedule.grids)
+    kv_cache = 2 * config.depth * rows * cached_tokens(schedule) * width * itemsize
+    last_scale_kv = 2 * rows * schedule.num_tokens * width * itemsize
+    activations = rows * largest * ((5 * width + config.ffn_hidden) * itemsize + 2 * width * 4)
+    bit_sampling = 3 * batch_size * largest * config.num_bit_logits * 4
+    codes = 2 * batch_size * config.bits_per_token * largest * 4
+    return kv_cache + last_scale_kv + activations + bit_sampling + codes

@@ -112,6 +112,15 @@ class InfinityTransformer(nn.Module):
         self.head_nm = AdaLNBeforeHead(C, eps=config.norm_eps)
         self.head = nn.Linear(C, config.num_bit_logits)
 
+    @property
+    def device(self) -> torch.device:
+        return self.pos_start.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the block matmul weights, hence of the activations and the KV cache."""
+        return self.blocks[0].sa.mat_qkv.weight.dtype
+
     # --- text ----------------------------------------------------------------------------------------
     def unconditional_text(self, lengths: tuple[int, ...]) -> TextCondition:
         """The learned unconditional embedding, cut to each prompt's length (infinity.py:488-493)."""
@@ -122,7 +131,7 @@ class InfinityTransformer(nn.Module):
 
     def prepare_text(self, text: TextCondition) -> TextContext:
         """Start-token condition, shared AdaLN parameters and every block's per-generation constants."""
-        features, mask = text.to(self.pos_start.device).padded()       # [B, Lt, Ct5], [B, 1, 1, Lt]
+        features, mask = text.to(self.device).padded()       # [B, Lt, Ct5], [B, 1, 1, Lt]
         normed = self.text_norm(features)
         cond = self.text_pool(normed, mask)                              # [B, C]
         projected = self.text_proj(normed)                               # [B, Lt, C]

@@ -57,17 +57,21 @@ def vae_grids(schedule: Schedule, config: TransformerConfig) -> list[tuple[int, 
     return [(h * factor, w * factor) for h, w in schedule.grids]
 
 
+def _batch_choices(images: int) -> str:
+    return "1" if images == 1 else f"1 or {images}"
+
+
 def _check_bits(init_bits: Sequence[torch.Tensor], schedule: Schedule, config: TransformerConfig,
                 images: int) -> list[torch.Tensor]:
     grids = vae_grids(schedule, config)
     latent_bits = config.bits_per_token // (PATCHIFY_FACTOR ** 2 if config.spatial_patchify else 1)
     if len(init_bits) != schedule.num_scales:
         raise InfinityError(f"init_bits has {len(init_bits)} scales but the schedule (h/w {schedule.h_div_w:g}, "
-                            f"{schedule.num_scales} scales, {schedule.image_size[1]}x{schedule.image_size[0]} px) "
+                            f"{schedule.image_size[1]}x{schedule.image_size[0]} px) "
                             f"has {schedule.num_scales}; encode the image with this schedule")
     checked = []
     for scale, (bits, grid) in enumerate(zip(init_bits, grids)):
-        expected = f"[1 or {images}, {grid[0]}, {grid[1]}, {latent_bits}]"
+        expected = f"[{_batch_choices(images)}, {grid[0]}, {grid[1]}, {latent_bits}]"
         if bits.ndim != 4 or tuple(bits.shape[1:3]) != grid or bits.shape[0] not in (1, images):
             raise InfinityError(f"init_bits scale {scale} has shape {list(bits.shape)} but this schedule needs "
                                 f"{expected} (grids {grids}); encode the image with the same aspect and pixels")
@@ -85,7 +89,8 @@ def _redrawn_tokens(mask: torch.Tensor, schedule: Schedule, images: int, device)
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3 or mask.shape[0] not in (1, images):
-        raise InfinityError(f"mask must be [H, W] or [1 or {images}, H, W] (1 = redraw), got shape {list(mask.shape)}")
+        raise InfinityError(f"mask must be [H, W] or [{_batch_choices(images)}, H, W] (1 = redraw), "
+                            f"got shape {list(mask.shape)}")
     mask = mask.to(device=device, dtype=torch.float32)
     if not bool(torch.isfinite(mask).all()) or float(mask.min()) < 0 or float(mask.max()) > 1:
         raise InfinityError("mask values must be in 0..1 (1 = redraw)")

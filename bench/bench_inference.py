@@ -126,7 +126,7 @@ class CaseResult:
 def run_case(args) -> CaseResult:
     from safetensors.torch import load_file
 
-    from infinity_core import TextCondition, generate, get_schedule, load_transformer, load_vae, prepack_for_cpu
+    from infinity_core import TextCondition, generate, get_schedule, load_transformer, load_vae
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -135,9 +135,9 @@ def run_case(args) -> CaseResult:
     pixels = SIZE_TO_PIXELS[args.case]
     rss_base = rss_mb()                                            # interpreter + torch + infinity_core
     started = time.perf_counter()
-    model = load_transformer(args.bench_dir / "infinity_bench_d8c512.safetensors", device, dtype)
-    if not args.plain_matmul:
-        prepack_for_cpu(model)    # what the CLI, the pipeline and the ComfyUI loader do on a CPU
+    # The documented API as a user calls it: on a CPU, load_transformer returns the prepacked fast path.
+    model = load_transformer(args.bench_dir / "infinity_bench_d8c512.safetensors", device, dtype,
+                             prepack=not args.plain_matmul)
     vae = load_vae(args.bench_dir / "vae_bench.safetensors", device, dtype, with_encoder=False)
     load_s = time.perf_counter() - started
     cond = TextCondition.from_features([load_file(str(args.bench_dir / "bench_text_features.safetensors"))["kv_compact"]])

@@ -65,12 +65,9 @@ POSITION_PHRASES: dict[str, str] = {
 
 # A lone object is drawn large, 96 px (6 tokens of the 16x16 latent, 3 of the 8x8 scale), so that its
 # shape is already decided at the 8x8 and 12x12 scales, which the transformer predicts far better than the
-# 16x16 one (at 66-78 px the demo model drew every shape as a blob: shape right on 39 % of held-out
-# prompts). It sits on the 16 px token grid (centres 64 / 128 / 192, no jitter): a square's edges then
-# fall on token boundaries, so none of its last-scale tokens is part object, part background. With 96-108
-# px objects at jittered, unaligned centres the model rounded a square's corners (fill ratio 0.87 against
-# the detector's 0.89 square boundary) and got shape right on 76.5 % of held-out prompts; aligned, 84.5 %
-# with the same training (88 % with the shipped step cycle).
+# 16x16 one; smaller objects come out as blobs. It sits on the 16 px token grid (centres 64 / 128 / 192,
+# no jitter): a square's edges then fall on token boundaries, so none of its last-scale tokens is part
+# object, part background (such tokens round a square's corners). training/README.md has the measurements.
 # Two objects in neighbouring cells are drawn smaller, so that they never overlap. Objects never leave
 # the image.
 CELL_CENTERS: tuple[int, ...] = (64, 128, 192)

@@ -23,7 +23,7 @@ from .vae_trainer import VAETrainConfig, train_vae
 
 log = logging.getLogger("training.train_demo")
 
-THREADS = 2   # the budget is measured on 2 CPU cores; the thread count also fixes the float summation order
+THREADS = 2   # sized for 2 CPU cores; the thread count also fixes the float summation order (reproducibility)
 
 
 def _parameter_count(module: torch.nn.Module) -> int:

@@ -61,9 +61,8 @@ class VAETrainConfig:
     commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
     foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects cover 11-14 %)
     # Bits flipped while quantizing, only on scales at least `flip_min_side` tokens wide (the finest one,
-    # 16x16): the transformer's bits there were barely better than chance at object edges (62 %, measured
-    # with the earlier 66-78 px objects), so the decoder learns not to rely on them and draws edges from
-    # the 12x12 and coarser codes, which it gets clean.
+    # 16x16): the transformer predicts those bits worst, near chance at object edges, so the decoder learns
+    # not to rely on them and draws edges from the 12x12 and coarser codes, which it gets clean.
     max_code_flip: float = 0.5         # share p ~ U[0, max_code_flip] of a flipped scale's bits
     flip_min_side: int = 16
     pixels: str = "0.06M"              # the scale schedule quantized at 256 px (16x16 latents)

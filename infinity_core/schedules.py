@@ -7,6 +7,7 @@ template for an arbitrary h/w is the nearest one, as `np.argmin(|templates - h/w
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import InfinityError
@@ -100,20 +101,39 @@ def nearest_template(h_div_w: float) -> float:
 
 
 def parse_aspect(aspect: str | float) -> float:
-    """Accept a preset name ("3:4 (portrait)"), "H:W" text, or a number h/w; return h/w."""
-    if isinstance(aspect, (int, float)):
-        return float(aspect)
-    text = aspect.strip()
-    if text in ASPECT_PRESETS:
-        return ASPECT_PRESETS[text]
-    try:
-        if ":" in text:
-            w_part, h_part = text.split("(")[0].split(":")  # "W:H" like a screen ratio
-            return float(h_part) / float(w_part)
-        return float(text)
-    except ValueError:
-        raise InfinityError(f"aspect '{aspect}' is not understood; use one of {list(ASPECT_PRESETS)}, "
-                            "'W:H' (e.g. '16:9') or a number h/w") from None
+    """The UI's aspect, always width to height, -> h/w (what `get_schedule` and `generate` take).
+
+    Accepts a preset name ("3:4 (portrait)"), "W:H" text ("16:9"), or a number W / H ("1.777" or 0.75,
+    so "3:4" and 0.75 are the same portrait shape)."""
+    if isinstance(aspect, (int, float)) and not isinstance(aspect, bool):
+        width_over_height = float(aspect)
+    else:
+        text = str(aspect).strip()
+        if text in ASPECT_PRESETS:
+            return ASPECT_PRESETS[text]
+        try:
+            if ":" in text:
+                w_part, h_part = text.split("(")[0].split(":")
+                width, height = float(w_part), float(h_part)
+                if not (width > 0 and height > 0 and math.isfinite(width) and math.isfinite(height)):
+                    raise ValueError
+                width_over_height = width / height
+            else:
+                width_over_height = float(text)
+        except ValueError:
+            raise InfinityError(f"aspect '{aspect}' is not understood; use width:height with positive numbers "
+                                f"(e.g. '16:9'), a number width/height, or one of {list(ASPECT_PRESETS)}") from None
+    if not (math.isfinite(width_over_height) and width_over_height > 0):
+        raise InfinityError(f"aspect {aspect!r} must be a positive width/height")
+    return 1.0 / width_over_height
+
+
+def describe(schedule: Schedule) -> str:
+    """"7:4 (h/w 0.571), 448 x 256 px, 7 scales": the shape a run actually uses."""
+    height, width = schedule.image_size
+    divisor = math.gcd(width, height)
+    return (f"{width // divisor}:{height // divisor} (h/w {schedule.h_div_w:g}), {width} x {height} px, "
+            f"{schedule.num_scales} scales")
 
 
 def get_schedule(h_div_w: float = 1.0, pixels: str = "1M") -> Schedule:

@@ -54,7 +54,10 @@ def test_nearest_template_and_presets():
     assert get_schedule(0.5625, "1M").h_div_w == 0.571
     for name, ratio in ASPECT_PRESETS.items():
         assert parse_aspect(name) == ratio and ratio in ASPECT_TEMPLATES
-    assert parse_aspect("16:9") == 9 / 16 and parse_aspect("1.5") == 1.5 and parse_aspect(2) == 2.0
+    # one convention: width to height, as text or as a number
+    assert parse_aspect("16:9") == 9 / 16 and parse_aspect("3:4") == parse_aspect(0.75) == parse_aspect("0.75")
+    assert parse_aspect("3:4") == pytest.approx(ASPECT_PRESETS["3:4 (portrait)"], rel=1e-3)
+    assert parse_aspect(2) == 0.5 and parse_aspect("1.5") == pytest.approx(2 / 3)
 
 
 def test_refusals_name_the_argument_and_valid_values():
@@ -66,3 +69,6 @@ def test_refusals_name_the_argument_and_valid_values():
         get_schedule(-1.0, "1M")
     with pytest.raises(InfinityError, match="aspect 'wide'"):
         parse_aspect("wide")
+    for bad in ("0:1", "1:0", "-1:2", "0", "nan", "inf:1"):
+        with pytest.raises(InfinityError, match="aspect"):
+            parse_aspect(bad)

@@ -2,8 +2,8 @@
 
     python tools/score_adherence.py --prompts 200
 
-Generates one image per held-out prompt at cfg 1 and at cfg 3 (tau 0.5, top_k 900, top_p 0.97, the
-CLI defaults; 0.06M pixels) through the public pipeline, scores each with training/detector.py and
+Generates one image per held-out prompt at cfg 1 and at cfg 3 (the other settings are the core's
+defaults, at the demo's 0.06M pixels) through the public pipeline, scores each with training/detector.py and
 prints a table of per-attribute accuracy. A last column scores the VAE's own reconstructions of the same
 scenes: what a perfect transformer could reach with this tokenizer.
 """
@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE  # noqa: E402
 from infinity_core.loading import load_vae  # noqa: E402
 from infinity_core.pipeline import InfinityPipeline  # noqa: E402
-from training.adherence import (ATTRIBUTES, SamplingSettings, evaluate, format_table,  # noqa: E402
+from training.adherence import (ATTRIBUTES, demo_sampling, evaluate, format_table,  # noqa: E402
                                 reconstruction_accuracy)
 from training.shapes import heldout_specs  # noqa: E402
 
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=200, help="number of held-out prompts")
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 3.0], help="guidance values to compare")
-    parser.add_argument("--tau", type=float, default=0.5)
-    parser.add_argument("--top-k", type=int, default=900)
-    parser.add_argument("--top-p", type=float, default=0.97)
+    parser.add_argument("--tau", type=float, help="default: the core's")
+    parser.add_argument("--top-k", type=int, help="default: the core's")
+    parser.add_argument("--top-p", type=float, help="default: the core's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER)
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     for cfg in args.cfg:
         started = time.perf_counter()
-        settings = SamplingSettings(cfg=cfg, tau=args.tau, top_k=args.top_k, top_p=args.top_p)
-        reports.append(evaluate(pipe, specs, settings, seed=args.seed))
+        overrides = {"tau": args.tau, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+        settings = demo_sampling(cfg, **{name: value for name, value in overrides.items() if value is not None})
+        reports.append(evaluate(pipe, specs, settings))
         log.info("cfg %g: %d images in %.0f s", cfg, len(specs), time.perf_counter() - started)
     ceiling = reconstruction_accuracy(load_vae(args.vae, "cpu"), specs, seed=args.seed)
     print(format_table(reports, len(specs)))

@@ -6,13 +6,14 @@ colour, object colour, shape, position. Used by `tools/score_adherence.py` and t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from infinity_core.pipeline import InfinityPipeline, to_uint8
+from infinity_core.sampling_config import SamplingConfig
 from infinity_core.schedules import get_schedule
 from infinity_core.tokenizer.autoencoder import BitwiseVAE
 
@@ -28,20 +29,17 @@ def attribute_accuracy(scores: Sequence[AdherenceScore], attribute: str) -> floa
     return float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Sampling knobs of one evaluation column (the CLI's defaults except cfg)."""
+DEMO_PIXELS = "0.06M"   # the shapes data is drawn at 256 x 256
 
-    cfg: float
-    tau: float = 0.5
-    top_k: int = 900
-    top_p: float = 0.97
-    pixels: str = "0.06M"
+
+def demo_sampling(cfg: float, **settings) -> SamplingConfig:
+    """The sampling of one evaluation column: the core's defaults at the demo's size, with `cfg`."""
+    return SamplingConfig(pixels=DEMO_PIXELS, cfg=cfg, **settings)
 
 
 @dataclass(frozen=True)
 class AdherenceReport:
-    settings: SamplingSettings
+    settings: SamplingConfig
     scores: tuple[AdherenceScore, ...]
 
     def accuracy(self, attribute: str) -> float:
@@ -57,22 +55,20 @@ class AdherenceReport:
         return float(np.mean([self.accuracy(a) for a in ATTRIBUTES]))
 
 
-def generate_images(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingSettings, *,
-                    seed: int, batch_size: int = 20) -> list[np.ndarray]:
-    """One uint8 [H, W, 3] image per spec, prompts batched; batch k uses seed + k."""
+def generate_images(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingConfig, *,
+                    batch_size: int = 20) -> list[np.ndarray]:
+    """One uint8 [H, W, 3] image per spec, prompts batched; spec j's image is drawn from settings.seed + j."""
     images = []
-    for k, first in enumerate(range(0, len(specs), batch_size)):
+    for first in range(0, len(specs), batch_size):
         prompts = [caption(spec) for spec in specs[first:first + batch_size]]
         with torch.inference_mode():
-            batch = pipe(prompts, cfg=settings.cfg, tau=settings.tau, top_k=settings.top_k, top_p=settings.top_p,
-                         pixels=settings.pixels, seed=seed + k)
+            batch = pipe(prompts, config=replace(settings, seed=settings.image_seed(first)))
         images.extend(array.numpy() for array in to_uint8(batch))
     return images
 
 
-def evaluate(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingSettings, *,
-             seed: int = 0) -> AdherenceReport:
-    images = generate_images(pipe, specs, settings, seed=seed)
+def evaluate(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingConfig) -> AdherenceReport:
+    images = generate_images(pipe, specs, settings)
     return AdherenceReport(settings, tuple(score(image, spec) for image, spec in zip(images, specs)))
 
 
@@ -94,7 +90,7 @@ def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed
 
 def format_table(reports: Sequence[AdherenceReport], num_prompts: int) -> str:
     """Plain-text table: one row per attribute, one column per report."""
-    header = f"{'attribute':<12}" + "".join(f"{f'cfg {r.settings.cfg:g}':>10}" for r in reports)
+    header = f"{'attribute':<12}" + "".join(f"{f'cfg {r.settings.cfg_per_scale[0]:g}':>10}" for r in reports)
     rows = [f"{name:<12}" + "".join(f"{r.accuracy(name):>10.1%}" for r in reports) for name in ATTRIBUTES]
     rows.append(f"{'all four':<12}" + "".join(f"{r.all_correct:>10.1%}" for r in reports))
     rows.append(f"{'mean':<12}" + "".join(f"{r.mean_accuracy:>10.1%}" for r in reports))

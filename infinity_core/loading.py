@@ -20,7 +20,8 @@ from .errors import InfinityError
 from .tokenizer.autoencoder import BitwiseVAE
 from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import BLOCK_MATMULS, InfinityTransformer
-from .weights import TensorSource, check_layout, open_sources, transformer_key_map, vae_key
+from .weights import (TensorSource, check_layout, open_sources, require_finite, require_float, transformer_key_map,
+                      vae_key)
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +66,18 @@ def _meta(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
 
 
-def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placement) -> None:
-    """Assign every mapped tensor, one at a time: read, cast and move per `placement(name) -> (device, dtype)`."""
+def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placement, source_name: str) -> None:
+    """Assign every mapped tensor, one at a time: read, cast and move per `placement(name) -> (device, dtype)`,
+    refusing non-finite values (in the file or from the cast) as each one arrives."""
     for source in sources:
         for key in source.shapes():
             name = key_map(key)
             if name is not None:
                 device, dtype = placement(name)
-                _assign(module, name, source.tensor(key).to(device=device, dtype=dtype))
+                original = source.tensor(key)
+                tensor = original.to(device=device, dtype=dtype)
+                require_finite(tensor, original, key, source_name)
+                _assign(module, name, tensor)
 
 
 def _block_param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
@@ -98,7 +103,8 @@ def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | 
     with torch.device("meta"):
         model = InfinityTransformer(config)
     _check_layout(model, internal_shapes, source_name)
-    _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)))
+    require_float(sources, key_map, source_name)
+    _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)), source_name)
     log.info("loaded %s: %s on %s, blocks in %s", source_name, config, device, dtype)
     if prepack:
         prepack_for_cpu(model)   # a no-op off the CPU
@@ -119,8 +125,9 @@ def load_vae(path: str | os.PathLike, device=None, dtype: torch.dtype | None = N
         model = BitwiseVAE(config, with_encoder=with_encoder)
     _check_layout(model, internal_shapes, source_name)
     wanted = set(internal_shapes)
+    require_float(sources, [k for src in sources for k in src.shapes() if vae_key(k) in wanted], source_name)
     _stream_into(model, sources, lambda k: name if (name := vae_key(k)) in wanted else None,
-                 lambda name: (device, dtype))
+                 lambda name: (device, dtype), source_name)
     log.info("loaded %s: %s on %s in %s", source_name, config, device, dtype)
     return model.eval()
 

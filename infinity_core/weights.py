@@ -9,11 +9,15 @@ strict, and a mismatch is reported with the first few missing, unexpected and mi
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -62,10 +66,25 @@ def _describe(path: Path) -> str:
 
 
 def _check_file(path: Path) -> None:
+    """Refuse a path that cannot hold weights before anything reads it: missing, a broken or looping
+    symbolic link, empty, or not a regular file or folder (a device or pipe could be read forever)."""
+    if path.is_symlink() and not path.exists():
+        raise InfinityError(f"weight file {_describe(path)} is a symbolic link whose target does not exist "
+                            "or loops back on itself")
     if not path.exists():
         raise InfinityError(f"weight file {_describe(path)} does not exist")
-    if path.is_file() and path.stat().st_size == 0:
+    if path.is_dir():
+        return
+    if not path.is_file():
+        raise InfinityError(f"weight file {_describe(path)} is not a regular file (a device, pipe or socket)")
+    if path.stat().st_size == 0:
         raise InfinityError(f"weight file {_describe(path)} is empty (0 bytes); the download or copy did not finish")
+
+
+# safetensors dtype names of floating-point tensors (the only ones model weights may be)
+_SAFETENSORS_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+_SAFETENSORS_DTYPE_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+                            "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64"}
 
 
 class TensorSource:
@@ -95,6 +114,21 @@ class TensorSource:
             return {k: tuple(v.shape) for k, v in self._tensors.items()}
         return {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
 
+    def non_float(self, keys: Iterable[str]) -> list[tuple[str, str]]:
+        """(key, dtype) of the tensors among `keys` that are not floating point (read from the header only)."""
+        if self._tensors is not None:
+            return [(k, str(self._tensors[k].dtype).removeprefix("torch.")) for k in keys
+                    if k in self._tensors and not self._tensors[k].is_floating_point()]
+        names = set(self._file.keys())
+        return [(k, _SAFETENSORS_DTYPE_NAMES.get(dtype, dtype)) for k in keys if k in names
+                and (dtype := self._file.get_slice(k).get_dtype()) not in _SAFETENSORS_FLOAT_DTYPES]
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors header's `__metadata__` (string to string); pickled checkpoints have none."""
+        if self._file is None:
+            return {}
+        return dict(self._file.metadata() or {})
+
     def tensor(self, key: str) -> torch.Tensor:
         if self._tensors is not None:
             return self._tensors[key]
@@ -105,29 +139,159 @@ class TensorSource:
                                 "the file may be truncated") from None
 
 
-def _read_pickle(path: Path) -> dict:
+def require_float(sources: Iterable[TensorSource], keys: Iterable[str], source_name: str) -> None:
+    """Refuse integer, bool or complex tensors among the `keys` to be loaded as weights, naming the first few."""
+    keys = set(keys)
+    bad = [f"'{k}' ({dtype})" for src in sources for k, dtype in src.non_float(src.shapes().keys() & keys)]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InfinityError(f"{source_name} holds weights that are not floating point: {', '.join(sorted(bad)[:3])}"
+                            f"{more}; model weights must be float32, bfloat16 or float16")
+
+
+def require_finite(tensor: torch.Tensor, original: torch.Tensor, key: str, source_name: str) -> None:
+    """Refuse a weight with NaN or infinite values: in the file, or from a cast that overflowed (fp16).
+
+    The sum is NaN or infinite whenever an element is, and costs one pass (~15x less than `isfinite().all()`
+    on the CPU); the exact test runs only when the sum is not finite, to tell a finite sum that overflowed."""
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))) or bool(torch.isfinite(tensor).all()):
+        return
+    if bool(torch.isfinite(original).all()):
+        largest = original.detach().abs().max().item()
+        raise InfinityError(f"{source_name}: tensor '{key}' overflows {str(tensor.dtype).removeprefix('torch.')} (|values| up to {largest:.3g}); "
+                            "load the model in bfloat16 or float32")
+    raise InfinityError(f"{source_name}: tensor '{key}' holds NaN or infinite values; the file is corrupt or "
+                        "was saved from a diverged training run")
+
+
+# --- pickled checkpoints -----------------------------------------------------------------------------
+ZIP_MAGIC = b"PK\x03\x04"     # torch.save's default (zip) format
+PICKLE_PROTO = 0x80           # first byte of a pickle of protocol 2 or later (torch.save's legacy format)
+# Globals a tensor checkpoint's pickle may name: torch's tensor/storage rebuilders and containers.
+TENSOR_GLOBAL_MODULES = ("torch", "collections")
+_PICKLE_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
+                      "STRING"}
+LEGACY_PICKLES = 4            # the legacy format: magic number, protocol, system info, then the state
+
+
+def _pickle_format(path: Path) -> str:
+    """'zip', 'pickle' or 'unknown', from the first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    if len(head) >= 2 and head[0] == PICKLE_PROTO and head[1] <= pickle.HIGHEST_PROTOCOL:
+        return "pickle"
+    with open(path, "rb") as handle:   # protocol 0/1 pickles have no PROTO opcode: one must parse whole
+        _, complete = _pickle_globals(handle)
+    return "pickle" if complete else "unknown"
+
+
+def _globals_of_one_pickle(stream: io.BufferedIOBase, found: list[str]) -> None:
+    """Append the `module.name` globals one pickle names to `found`, read statically with pickletools
+    (nothing is unpickled); raises whatever pickletools raises on corrupt or truncated data."""
+    memo: dict = {}
+    recent: list = []   # last pushed values, strings where known (STACK_GLOBAL takes module and name from them)
+    for opcode, arg, _ in pickletools.genops(stream):
+        name = opcode.name
+        if name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            module, attr = recent[-2:] if len(recent) >= 2 else (None, None)
+            found.append(f"{module}.{attr}" if isinstance(module, str) and isinstance(attr, str) else "<unknown>")
+        if name in _PICKLE_STRING_OPS:
+            recent.append(arg)
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            recent.append(memo.get(arg))
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = recent[-1] if recent else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        else:
+            recent.append(None)
+
+
+def _pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
+    """The globals of up to `LEGACY_PICKLES` pickles in a row, and whether they parsed to their end."""
+    found: list[str] = []
+    for _ in range(LEGACY_PICKLES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # pickletools' notes on odd string escapes in corrupt data
+                _globals_of_one_pickle(stream, found)
+        except Exception:   # noqa: BLE001 -- truncated or corrupt: report what was read so far
+            return found, False
+        if not stream.peek(1):   # the file ends here: a plain pickle, or a complete legacy header
+            break
+    return found, True
+
+
+def _code_globals(path: Path, kind: str) -> list[str]:
+    """Globals outside `TENSOR_GLOBAL_MODULES` that the checkpoint's pickle names (as far as it parses)."""
     try:
-        try:   # memory-map zip-format files so tensors are paged in as they are used
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            return torch.load(str(path), map_location="cpu", weights_only=True)   # legacy (non-zip) format
-    except pickle.UnpicklingError as err:
-        raise InfinityError(f"{_describe(path)} holds objects other than tensors, which are not loaded because "
-                            f"unpickling them could run code ({str(err).splitlines()[0]}); "
-                            "convert it to .safetensors with tools/convert_checkpoint.py on a trusted machine") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise InfinityError(f"{_describe(path)} is not a readable PyTorch weight file ({str(err).splitlines()[0]}); "
-                            "it may be truncated") from None
+        if kind == "zip":
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    return []
+                with archive.open(member) as stream:
+                    names, _ = _pickle_globals(stream)
+        else:
+            with open(path, "rb") as stream:
+                names, _ = _pickle_globals(stream)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return []
+    return [n for n in names if n.split(".")[0] not in TENSOR_GLOBAL_MODULES]
+
+
+def _read_pickle(path: Path) -> dict:
+    kind = _pickle_format(path)
+    if kind == "unknown":
+        raise InfinityError(f"{_describe(path)} is not a PyTorch checkpoint (not a zip or pickle); "
+                            "it may be another kind of file with a weight file's name")
+    try:   # zip files are memory-mapped, so tensors are paged in as they are used
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=kind == "zip")
+    except Exception as err:   # noqa: BLE001 -- torch raises many types on untrusted bytes; all mean a bad file
+        code = _code_globals(path, kind)
+        if code:
+            raise InfinityError(f"{_describe(path)} holds objects other than tensors ({', '.join(sorted(set(code))[:3])}), "
+                                "which are not loaded because unpickling them could run code; convert it to "
+                                ".safetensors with tools/convert_checkpoint.py on a trusted machine") from None
+        raise InfinityError(f"{_describe(path)} is not a readable PyTorch weight file; it may be truncated or "
+                            f"corrupt ({_torch_detail(err)})") from None
+
+
+# Lines of torch.load's weights-only message that explain the mechanism rather than this file.
+_TORCH_BOILERPLATE = ("Weights only load failed", "Re-running", "Please file an issue", "Check the documentation",
+                      "(1)", "(2)", "WeightsUnpickler error:")
+
+
+def _torch_detail(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE)]
+    return (useful[0] if useful else type(err).__name__)[:160]
 
 
 def _shard_files(index_path: Path) -> list[Path]:
+    """The shards an index names, each confined to the index's own folder (after resolving links)."""
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        names = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
         raise InfinityError(f"shard index {_describe(index_path)} is not a valid index JSON ({err!r})") from None
-    return [index_path.parent / name for name in sorted(set(weight_map.values()))]
+    folder = Path(os.path.realpath(index_path.parent))
+    shards = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise InfinityError(f"shard index {_describe(index_path)} names a shard {name!r} that is not a file name")
+        shard = index_path.parent / name
+        resolved = Path(os.path.realpath(shard))   # a link loop stays in place; _check_file refuses it
+        if Path(name).is_absolute() or not resolved.is_relative_to(folder):
+            link = f" (a link to '{resolved}')" if not Path(name).is_absolute() and shard.is_symlink() else ""
+            raise InfinityError(f"shard index {_describe(index_path)} names '{name}'{link}, which lies outside the "
+                                f"index's folder '{folder}'; shards must sit in the same folder as their index")
+        shards.append(shard)
+    return shards
 
 
 def open_sources(path: str | os.PathLike) -> list[TensorSource]:
@@ -139,6 +303,7 @@ def open_sources(path: str | os.PathLike) -> list[TensorSource]:
         if index is None:
             raise InfinityError(f"folder {_describe(path)} has no shard index ({' or '.join(SHARD_INDEX_NAMES)})")
         path = index
+        _check_file(path)
     if path.name.endswith(".index.json"):
         shards = _shard_files(path)
         for shard in shards:

@@ -13,7 +13,8 @@ from infinity_core.text import TextCondition
 from infinity_core.tokenizer.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import (internal_to_official_transformer, internal_to_official_vae,
-                                   official_to_internal_transformer, official_to_internal_vae, read_state_dict)
+                                   official_to_internal_transformer, official_to_internal_vae, read_state_dict,
+                                   require_finite)
 
 from conftest import FIXTURES
 
@@ -180,3 +181,12 @@ def test_vae_bits_must_match_the_head():
 def test_read_state_dict_unwraps_official_vae(tmp_path):
     torch.save({"vae": {"a": torch.ones(2)}, "epoch": 3}, tmp_path / "vae.pth")
     assert set(read_state_dict(tmp_path / "vae.pth")) == {"a"}
+
+
+def test_finite_weights_whose_sum_overflows_are_accepted():
+    """The finite check's fast path is a sum; a sum that overflows on finite values must not refuse them."""
+    huge = torch.full((4,), 3e38)
+    assert not torch.isfinite(huge.sum())
+    require_finite(huge, huge, "w", "test file")
+    with pytest.raises(InfinityError, match="'w' holds NaN"):
+        require_finite(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, float("nan")]), "w", "test file")

@@ -330,7 +330,12 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Every tensor of a weight file (or shard set) on the CPU, official containers unwrapped."""
-    return {key: source.tensor(key) for source in open_sources(path) for key in source.shapes()}
+    return tensors_of(open_sources(path))
+
+
+def tensors_of(sources: Iterable[TensorSource]) -> dict[str, torch.Tensor]:
+    """Every tensor of already opened sources."""
+    return {key: source.tensor(key) for source in sources for key in source.shapes()}
 
 
 def _replace_prefix(key: str, prefix_map: Mapping[str, str]) -> str:

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from convert_checkpoint import main  # noqa: E402
@@ -27,3 +27,40 @@ def test_transformer_is_described_and_bad_files_refused(tmp_path, caplog):
         assert main([str(tmp_path / "t.pth"), str(tmp_path / "t.safetensors")]) == 0
     assert "depth=4" in caplog.text and (tmp_path / "t.safetensors").exists()
     assert main([str(tmp_path / "missing.pth")]) == 2
+
+
+def test_output_never_destroys_a_file(tmp_path):
+    """The input as output (by name, through a link, or a .safetensors converted onto itself) and an existing
+    output without --overwrite are refused before anything is written; the files stay byte-identical."""
+    official = load_file(str(FIXTURES / "vae_tiny.safetensors"))
+    torch.save({"vae": official}, tmp_path / "vae.pth")
+    source_bytes = (tmp_path / "vae.pth").read_bytes()
+    (tmp_path / "link.safetensors").symlink_to(tmp_path / "vae.safetensors")
+    save_file(official, str(tmp_path / "vae.safetensors"))
+    (tmp_path / "keep.safetensors").write_bytes(b"user data")
+    assert main([str(tmp_path / "vae.pth"), str(tmp_path / "vae.pth")]) == 2                    # the input
+    assert main([str(tmp_path / "vae.safetensors")]) == 2                                       # onto itself
+    assert main([str(tmp_path / "vae.safetensors"), str(tmp_path / "link.safetensors"), "--overwrite"]) == 2
+    assert main([str(tmp_path / "vae.pth"), str(tmp_path / "keep.safetensors")]) == 2           # exists
+    assert main([str(tmp_path / "vae.pth"), str(tmp_path / "no_folder" / "x.safetensors")]) == 2
+    assert (tmp_path / "vae.pth").read_bytes() == source_bytes
+    assert (tmp_path / "keep.safetensors").read_bytes() == b"user data"
+    assert load_file(str(tmp_path / "vae.safetensors")).keys() == official.keys()
+    assert main([str(tmp_path / "vae.pth"), str(tmp_path / "keep.safetensors"), "--overwrite"]) == 0
+    converted = load_file(str(tmp_path / "keep.safetensors"))
+    assert all(torch.equal(converted[k], official[k]) for k in official)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.safetensors", "link.safetensors", "vae.pth",
+                                                           "vae.safetensors"]   # no temporary file left
+
+
+def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch):
+    import convert_checkpoint
+
+    torch.save({"vae": load_file(str(FIXTURES / "vae_tiny.safetensors"))}, tmp_path / "vae.pth")
+
+    def fail(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(convert_checkpoint, "save_file", fail)
+    assert main([str(tmp_path / "vae.pth")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pth"]

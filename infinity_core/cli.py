@@ -1,18 +1,33 @@
 """Command line: `python -m infinity_core generate --prompt "..." -o out.png`.
 
 Without --transformer/--vae/--text-encoder it uses the small demo model shipped in the pack's
-`models/` folder, so a fresh checkout can draw something on a CPU in seconds.
+`models/` folder, so a fresh checkout can draw something on a CPU in seconds. From a picture:
+`--image in.png` (img2img: `--keep-scales K` keeps its K coarsest scales), `--mask m.png` (inpaint:
+white, or opaque alpha, is redrawn), `--outpaint L,T,R,B` (pixels added on each side, then inpainted).
+
+Every setting is checked, and the output path too, before a model is read. Sampling settings left out
+take the core's defaults (`SamplingConfig`); the pixel budget defaults to the one the transformer file
+names in its metadata, else 1M.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import image_in
+from .devices import resolve_device
 from .errors import InfinityError
+from .memory import check_fits
+from .output import OutputPaths
 from .pipeline import InfinityPipeline, to_pil
-from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, parse_aspect
+from .sampling_config import SamplingConfig, parse_per_scale
+from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
 
 PACK_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEMO_TRANSFORMER = PACK_MODELS / "infinity" / "infinity_demo_shapes.safetensors"
@@ -22,51 +37,159 @@ DEMO_TEXT_ENCODER = PACK_MODELS / "text_encoders" / "t5_demo_shapes"
 log = logging.getLogger("infinity_core")
 
 
-def _float_list(text: str) -> float | list[float]:
-    """"3" -> 3.0; "4,4,3,3,3,2,2" -> a per-scale list."""
-    values = [float(v) for v in text.split(",")]
-    return values[0] if len(values) == 1 else values
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m infinity_core", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="text to image")
+    gen = commands.add_parser("generate", help="text to image, or from a picture")
     gen.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER, help="transformer weights (.pth, .safetensors, shard folder)")
     gen.add_argument("--vae", type=Path, default=DEMO_VAE, help="VAE weights (.pth, .safetensors)")
     gen.add_argument("--text-encoder", type=Path, default=DEMO_TEXT_ENCODER, help="T5 folder (flan-t5-xl for the official models)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative", default="", help="negative prompt (default: the learned unconditional text)")
     gen.add_argument("-o", "--output", type=Path, default=Path("infinity.png"),
-                     help="PNG path; with --batch > 1, _1, _2, ... are added before the suffix")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--cfg", type=_float_list, default=3.0, help="guidance, or a comma list with one value per scale")
-    gen.add_argument("--tau", type=_float_list, default=0.5, help="temperature, or a per-scale comma list")
-    gen.add_argument("--top-k", type=int, default=900)
-    gen.add_argument("--top-p", type=float, default=0.97)
-    gen.add_argument("--aspect", default="1:1", help=f"W:H or h/w; presets: {', '.join(ASPECT_PRESETS)}")
+                     help="image path (.png, .jpg, .webp); with --batch > 1, _1, _2, ... are added before the suffix")
+    gen.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    gen.add_argument("--seed", type=int, help="image i of the batch uses seed + i (default 0)")
+    gen.add_argument("--cfg", help="guidance, or a comma list with one value per scale (the last repeats)")
+    gen.add_argument("--tau", help="temperature, or a per-scale comma list")
+    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--aspect", default=None,
+                     help=f"width:height ('16:9') or a number width/height; presets: {', '.join(ASPECT_PRESETS)}. "
+                          "Snapped to the nearest trained shape (logged). Default 1:1, or the picture's own")
     gen.add_argument("--pixels", default=None, choices=list(PIXEL_BUDGETS),
-                     help="pixel budget (default: 1M, or 0.06M for the demo model)")
-    gen.add_argument("--batch", type=int, default=1)
-    gen.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+                     help="pixel budget (default: the model file's own, else 1M)")
+    gen.add_argument("--batch", type=int, help="images per prompt (default 1)")
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best available)")
+    gen.add_argument("--image", type=Path, help="start from this picture (any size; fitted per --fit)")
+    gen.add_argument("--mask", type=Path, help="inpaint: a PNG whose white (or, with alpha, opaque) pixels are redrawn")
+    gen.add_argument("--keep-scales", type=int, default=None,
+                     help="keep the picture's K coarsest scales (img2img; more = closer to the picture). "
+                          "Default: 0 with --mask/--outpaint, else half the scales")
+    gen.add_argument("--fit", default="crop", choices=image_in.FIT_MODES, help="how the picture meets the output size")
+    gen.add_argument("--outpaint", help="L,T,R,B pixels to add on each side of --image, drawn by the model")
     return parser
 
 
+@dataclass(frozen=True)
+class Picture:
+    """What --image / --mask / --outpaint ask for, read and checked before any model is loaded."""
+
+    image: torch.Tensor             # [1, 3, H, W] in [-1, 1]
+    mask: torch.Tensor | None       # [1, H, W] in [0, 1], 1 = redraw, on the picture's own pixels
+    outpaint: tuple[int, int, int, int] | None
+
+
+def _read_image(path: Path, what: str) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise InfinityError(f"{what} '{path}' is not a file") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise InfinityError(f"{what} '{path}' is not an image Pillow can read ({err})") from None
+
+
+def _to_tensor(picture: Image.Image) -> torch.Tensor:
+    """A PIL image (any mode) -> [1, C, H, W] float in [0, 1] with its own channels (1, 3 or 4)."""
+    mode = {"L": "L", "LA": "LA", "RGBA": "RGBA", "RGB": "RGB"}.get(picture.mode, "RGBA" if "A" in picture.mode else "RGB")
+    array = torch.frombuffer(bytearray(picture.convert(mode).tobytes()), dtype=torch.uint8)
+    channels = len(mode)
+    return array.view(picture.height, picture.width, channels).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def _read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """White means redraw; a mask with an alpha channel redraws where it is opaque. [1, H, W] in [0, 1]."""
+    values = _to_tensor(_read_image(path, "--mask"))            # [1, C, h, w]
+    mask = values[:, -1] if values.shape[1] in (2, 4) else values[:, :3].mean(dim=1)
+    if tuple(mask.shape[-2:]) != size:
+        log.info("--mask is %dx%d, the picture %dx%d: the mask is stretched to the picture",
+                 mask.shape[-1], mask.shape[-2], size[1], size[0])
+    return mask
+
+
+def _parse_outpaint(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 0 or max(values) == 0:
+        raise InfinityError(f"--outpaint '{text}' must be four whole numbers >= 0 (left,top,right,bottom pixels), "
+                            "not all 0")
+    return values
+
+
+def read_picture(args: argparse.Namespace) -> Picture | None:
+    if args.image is None:
+        for flag, value in (("--mask", args.mask), ("--keep-scales", args.keep_scales), ("--outpaint", args.outpaint)):
+            if value is not None:
+                raise InfinityError(f"{flag} needs --image, the picture to start from")
+        return None
+    if args.mask is not None and args.outpaint is not None:
+        raise InfinityError("give --mask or --outpaint, not both (--outpaint makes the mask of the new area)")
+    rgb = _to_tensor(_read_image(args.image, "--image"))       # [1, C, H, W] in [0, 1]
+    mask = _read_mask(args.mask, tuple(rgb.shape[-2:])) if args.mask is not None else None
+    outpaint = _parse_outpaint(args.outpaint) if args.outpaint is not None else None
+    return Picture(rgb * 2 - 1, mask, outpaint)
+
+
+def sampling_config(args: argparse.Namespace, picture: Picture | None, model_pixels: str | None) -> SamplingConfig:
+    pixels = args.pixels or model_pixels or "1M"
+    if args.aspect is not None:
+        h_div_w = parse_aspect(args.aspect)
+    elif picture is not None:
+        height, width = picture.image.shape[-2:]
+        if picture.outpaint is not None:
+            left, top, right, bottom = picture.outpaint
+            height, width = height + top + bottom, width + left + right
+        h_div_w = image_in.schedule_for_image(int(height), int(width), pixels).h_div_w
+    else:
+        h_div_w = None
+    return SamplingConfig.from_keywords({
+        "h_div_w": h_div_w, "pixels": pixels, "seed": args.seed, "batch_size": args.batch, "top_k": args.top_k,
+        "top_p": args.top_p,
+        "cfg": parse_per_scale(args.cfg, "cfg") if args.cfg is not None else None,
+        "tau": parse_per_scale(args.tau, "tau") if args.tau is not None else None})
+
+
+def picture_inputs(pipe: InfinityPipeline, picture: Picture, config: SamplingConfig, args) -> dict:
+    """generate's init_bits / init_scales / mask for the picture, at the run's schedule."""
+    schedule = config.schedule
+    if picture.outpaint is not None:
+        image, mask, schedule = image_in.pad_for_outpaint(picture.image, *picture.outpaint, config.pixels)
+        if schedule != config.schedule:
+            raise InfinityError(f"--outpaint gives the canvas {describe(schedule)}, but --aspect asks for "
+                                f"{describe(config.schedule)}; leave --aspect out")
+    else:
+        image = image_in.fit_image(picture.image, schedule, args.fit)
+        mask = None if picture.mask is None else image_in.fit_mask(picture.mask, schedule, args.fit,
+                                                                   image_size=tuple(picture.image.shape[-2:]))
+    keep = args.keep_scales
+    if keep is None:
+        keep = 0 if mask is not None else schedule.num_scales // 2
+    with torch.inference_mode():
+        bits = image_in.encode_image(pipe.vae, image, schedule, "stretch")
+    return {"init_bits": bits, "init_scales": keep, "mask": mask}
+
+
 def run_generate(args: argparse.Namespace) -> list[Path]:
-    pixels = args.pixels or ("0.06M" if args.transformer == DEMO_TRANSFORMER else "1M")
     started = time.perf_counter()
-    pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=args.device)
-    images = pipe(args.prompt, args.negative, h_div_w=parse_aspect(args.aspect), pixels=pixels, cfg=args.cfg,
-                  tau=args.tau, top_k=args.top_k, top_p=args.top_p, seed=args.seed, batch_size=args.batch,
-                  callback=lambda done, total, codes: log.info("scale %d/%d", done, total))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    paths = ([args.output] if len(images) == 1 else
-             [args.output.with_name(f"{args.output.stem}_{i + 1}{args.output.suffix}") for i in range(len(images))])
-    for path, image in zip(paths, to_pil(images)):
-        image.save(path)
-    log.info("wrote %s in %.1f s", ", ".join(map(str, paths)), time.perf_counter() - started)
-    return paths
+    device = resolve_device(args.device)
+    picture = read_picture(args)
+    config = sampling_config(args, picture, "0.06M" if args.transformer == DEMO_TRANSFORMER else None)
+    outputs = OutputPaths.plan(args.output, config.batch_size, overwrite=args.overwrite,
+                               inputs=[p for p in (args.image, args.mask) if p is not None])
+    log.info("shape: %s; seed %d, %d image(s)", describe(config.schedule), config.seed, config.batch_size)
+    pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=device,
+                                       with_encoder=picture is not None)
+    check_fits(pipe.transformer, pipe.vae, config)
+    extra = picture_inputs(pipe, picture, config, args) if picture is not None else {}
+    result = pipe.sample(args.prompt, args.negative, config=config, **extra,
+                         callback=lambda done, total, codes: log.info("scale %d/%d", done, total))
+    for index, path in enumerate(outputs.paths):    # decoded and written one at a time
+        outputs.write(path, to_pil(pipe.decode(result, slice(index, index + 1)))[0])
+    log.info("wrote %s in %.1f s", ", ".join(map(str, outputs.paths)), time.perf_counter() - started)
+    return list(outputs.paths)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,4 +201,3 @@ def main(argv: list[str] | None = None) -> int:
         log.error("error: %s", err)
         return 2
     return 0
-

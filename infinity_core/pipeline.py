@@ -13,13 +13,13 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from .devices import resolve_device
 from .errors import InfinityError
 from .loading import check_pair, load_transformer, load_vae
 from .sampling import GenerationResult, ProgressCallback, generate
 from .text import TextCondition
 from .text_encoder import T5TextEncoder, default_text_dtype, load_text_encoder
 from .tokenizer.autoencoder import BitwiseVAE
-from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import InfinityTransformer
 
 
@@ -44,11 +44,11 @@ class InfinityPipeline:
     @classmethod
     def from_files(cls, transformer: str | os.PathLike, vae: str | os.PathLike,
                    text_encoder: str | os.PathLike | None = None, device=None,
-                   dtype: torch.dtype | None = None) -> "InfinityPipeline":
+                   dtype: torch.dtype | None = None, *, with_encoder: bool = False) -> "InfinityPipeline":
+        """Load the three parts; `with_encoder` also builds the VAE's encoder (needed to start from a picture)."""
+        device = resolve_device(device)
         model = load_transformer(transformer, device, dtype)
-        device = model.pos_start.device
-        prepack_for_cpu(model)   # oneDNN layout for the block matmuls when running on the CPU (a no-op elsewhere)
-        autoencoder = load_vae(vae, device, dtype, with_encoder=False)
+        autoencoder = load_vae(vae, device, dtype, with_encoder=with_encoder)
         check_pair(model.config, autoencoder.config, f"transformer '{transformer}'", f"VAE '{vae}'")
         # The text encoder waits on the CPU and visits the GPU only while it encodes (see `encode`).
         encoder = (load_text_encoder(text_encoder, "cpu", default_text_dtype(device)) if text_encoder is not None else None)
@@ -58,7 +58,7 @@ class InfinityPipeline:
         """T5 features; on a GPU the encoder is moved there for the call and back to the CPU after it."""
         if self.text_encoder is None:
             raise InfinityError("this pipeline has no text encoder; pass a TextCondition instead of a prompt")
-        device = self.transformer.pos_start.device
+        device = self.transformer.device
         if device.type == "cpu":
             return self.text_encoder.encode(prompts)
         try:
@@ -66,17 +66,22 @@ class InfinityPipeline:
         finally:
             self.text_encoder.to("cpu")
 
-    def decode(self, result: GenerationResult) -> torch.Tensor:
-        """[B, 3, H, W] float32 RGB in [-1, 1]."""
-        return self.vae.decode(result.codes)
+    def decode(self, result: GenerationResult, images: slice = slice(None)) -> torch.Tensor:
+        """[b, 3, H, W] float32 RGB in [-1, 1] of `result`'s `images` (all by default)."""
+        with torch.inference_mode():
+            return self.vae.decode(result.codes[images])
 
-    def __call__(self, prompt: str | Sequence[str] | TextCondition, negative_prompt: str | TextCondition | None = None,
-                 *, callback: ProgressCallback | None = None, **sampling) -> torch.Tensor:
-        """Images [B, 3, H, W] in [-1, 1]; `sampling` takes `generate`'s keywords (h_div_w, pixels, cfg, ...)."""
+    def sample(self, prompt: str | Sequence[str] | TextCondition, negative_prompt: str | TextCondition | None = None,
+               *, callback: ProgressCallback | None = None, **sampling) -> GenerationResult:
+        """The codes of the images; `sampling` takes `generate`'s keywords (h_div_w, pixels, cfg, ..., config,
+        init_bits, init_scales, mask)."""
         cond = prompt if isinstance(prompt, TextCondition) else self.encode(prompt)
         negative = negative_prompt
         if isinstance(negative_prompt, str):   # an empty negative prompt means the learned unconditional text
             negative = self.encode(negative_prompt) if negative_prompt else None
-        result = generate(self.transformer, cond, negative, callback=callback, **sampling)
-        with torch.inference_mode():
-            return self.decode(result)
+        return generate(self.transformer, cond, negative, callback=callback, **sampling)
+
+    def __call__(self, prompt: str | Sequence[str] | TextCondition, negative_prompt: str | TextCondition | None = None,
+                 *, callback: ProgressCallback | None = None, **sampling) -> torch.Tensor:
+        """Images [B, 3, H, W] in [-1, 1]: `sample`, then `decode`."""
+        return self.decode(self.sample(prompt, negative_prompt, callback=callback, **sampling))

@@ -2,6 +2,7 @@
 import pytest
 
 from infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, InfinityError, get_schedule, parse_aspect
+from infinity_core.schedules import describe
 from infinity_core.schedules import ASPECT_TEMPLATES, PIXELS_PER_TOKEN
 
 # (h/w, total tokens at 1M, image size) from the reference table (docs: dynamic_resolution.py at 1M)
@@ -72,3 +73,8 @@ def test_refusals_name_the_argument_and_valid_values():
     for bad in ("0:1", "1:0", "-1:2", "0", "nan", "inf:1"):
         with pytest.raises(InfinityError, match="aspect"):
             parse_aspect(bad)
+
+
+def test_describe_says_the_snapped_shape():
+    """16:9 is not a trained shape: the nearest template is 7:4, and that is what a run reports."""
+    assert describe(get_schedule(parse_aspect("16:9"), "0.06M")).startswith("7:4 (h/w 0.571), 336 x 192 px, 7 scales")

@@ -1,0 +1,63 @@
+"""Will a run fit? The bytes it needs against what the device has free, checked before sampling starts."""
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from .errors import InfinityError
+from .sampling_config import SamplingConfig
+from .config import VAEConfig
+from .tokenizer.autoencoder import BitwiseVAE
+from .transformer.kv_cache import sampling_memory
+from .transformer.model import InfinityTransformer
+
+log = logging.getLogger(__name__)
+
+MiB = 2 ** 20
+LIVE_FULL_RESOLUTION_MAPS = 8   # decoder activations alive at once at full resolution (a generous estimate)
+
+
+def decode_memory(config: VAEConfig, latent_grid: tuple[int, int]) -> int:
+    """Bytes the decode of one image of `latent_grid` (h, w latents) needs besides the weights: a few
+    full-resolution feature maps of the decoder's widest last level, in fp32."""
+    height, width = (side * config.downsample for side in latent_grid)
+    channels = config.base_channels * config.channel_mult[0]
+    return LIVE_FULL_RESOLUTION_MAPS * height * width * channels * 4
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory of `device` (None where it cannot be read: then nothing is refused)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as meminfo:
+                fields = dict(line.split(":", 1) for line in meminfo)
+            return int(fields["MemAvailable"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else None
+            return pages * os.sysconf("SC_PAGE_SIZE") if pages else None
+    return None
+
+
+def run_memory(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> int:
+    """Bytes a generation and the decode of one image need besides the loaded weights."""
+    images = prompts * config.batch_size
+    sampling = sampling_memory(transformer.config, config.schedule, images, config.guided, transformer.compute_dtype)
+    latent_grid = tuple(side * 16 // vae.config.downsample for side in config.schedule.final_grid)
+    return sampling + decode_memory(vae.config, latent_grid)
+
+
+def check_fits(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> None:
+    """Refuse, with the figures, a run that needs more than the device has free."""
+    needed = run_memory(transformer, vae, config, prompts)
+    free = available_bytes(transformer.device)
+    log.info("memory: the run needs ~%d MiB besides the weights; %s free", needed // MiB,
+             "unknown" if free is None else f"{free // MiB} MiB")
+    if free is not None and needed > free:
+        raise InfinityError(f"this run needs ~{needed // MiB} MiB ({prompts * config.batch_size} image(s) at "
+                            f"{config.schedule.image_size[1]}x{config.schedule.image_size[0]} px) but "
+                            f"{transformer.device} has {free // MiB} MiB free; lower batch_size or pixels")

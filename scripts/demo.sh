@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 prompt=${1:-"a red circle at the top left on a blue background"}
-exec .venv/bin/python -m infinity_core generate --prompt "$prompt" --seed 0 --batch 4 -o outputs/demo.png
+exec .venv/bin/python -m infinity_core generate --prompt "$prompt" --seed 0 --batch 4 --overwrite -o outputs/demo.png

@@ -26,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 
 from .errors import InfinityError
+from .schedules import PIXEL_BUDGETS
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,56 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def tensors_of(sources: Iterable[TensorSource]) -> dict[str, torch.Tensor]:
     """Every tensor of already opened sources."""
     return {key: source.tensor(key) for source in sources for key in source.shapes()}
+
+
+# --- sampling defaults carried by a model file ---------------------------------------------------------
+# A model's native settings live in its file, never in its path: safetensors metadata (or a shard index's
+# "metadata") key -> SamplingConfig keyword. Files without them (the official .pth) get SamplingConfig's
+# own defaults.
+MODEL_DEFAULT_KEYS = {"infinity.pixels": "pixels"}   # the pixel budget the model was trained at
+
+
+def read_model_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a weight file: a safetensors header's `__metadata__`, a shard index's
+    "metadata" (header and index only; no tensor is read); {} for pickled checkpoints, which have none."""
+    path = Path(path)
+    _check_file(path)
+    if path.is_dir():
+        path = next((path / name for name in SHARD_INDEX_NAMES if (path / name).exists()), path)
+    if path.name.endswith(".index.json"):
+        try:
+            metadata = json.loads(path.read_text()).get("metadata") or {}
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            raise InfinityError(f"shard index {_describe(path)} is not a valid index JSON ({err!r})") from None
+        return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        return TensorSource(path).metadata()
+    return {}
+
+
+def _check_defaults(defaults: Mapping[str, str], source: str) -> None:
+    if "pixels" in defaults and defaults["pixels"] not in PIXEL_BUDGETS:
+        raise InfinityError(f"{source}: pixels '{defaults['pixels']}' is not a pixel budget; "
+                            f"valid budgets: {list(PIXEL_BUDGETS)}")
+
+
+def model_defaults(path: str | os.PathLike) -> dict[str, str]:
+    """The sampling settings a model file recommends, as SamplingConfig keywords (e.g. {"pixels": "0.06M"}
+    for the demo model); {} when the file carries none. Refuses a value that is not a valid setting."""
+    metadata = read_model_metadata(path)
+    defaults = {setting: metadata[key] for key, setting in MODEL_DEFAULT_KEYS.items() if key in metadata}
+    _check_defaults(defaults, f"metadata of model file '{path}'")
+    return defaults
+
+
+def model_defaults_metadata(**settings: str) -> dict[str, str]:
+    """The metadata entries that `model_defaults` reads back as `settings`, for writers of model files."""
+    keys = {setting: key for key, setting in MODEL_DEFAULT_KEYS.items()}
+    unknown = sorted(settings.keys() - keys.keys())
+    if unknown:
+        raise InfinityError(f"model files carry no default for {unknown}; they can carry {sorted(keys)}")
+    _check_defaults(settings, "model defaults")
+    return {keys[setting]: value for setting, value in settings.items()}
 
 
 def _replace_prefix(key: str, prefix_map: Mapping[str, str]) -> str:

@@ -1,6 +1,8 @@
 """Weight files: official formats, key layouts, config inference, and readable refusals."""
 import json
 import pickle
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from infinity_core.tokenizer.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import (internal_to_official_transformer, internal_to_official_vae,
                                    official_to_internal_transformer, official_to_internal_vae, read_state_dict,
-                                   require_finite)
+                                   model_defaults, model_defaults_metadata, require_finite)
 
 from conftest import FIXTURES
 
@@ -190,3 +192,34 @@ def test_finite_weights_whose_sum_overflows_are_accepted():
     require_finite(huge, huge, "w", "test file")
     with pytest.raises(InfinityError, match="'w' holds NaN"):
         require_finite(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, float("nan")]), "w", "test file")
+
+
+# --- sampling defaults in the file's metadata --------------------------------------------------------
+
+DEMO_TRANSFORMER = Path(__file__).resolve().parents[1] / "models" / "infinity" / "infinity_demo_shapes.safetensors"
+
+
+def test_model_defaults_come_from_the_file_not_its_name(tmp_path):
+    assert model_defaults(DEMO_TRANSFORMER) == {"pixels": "0.06M"}
+    renamed = tmp_path / "my_model.safetensors"
+    shutil.copyfile(DEMO_TRANSFORMER, renamed)
+    assert model_defaults(renamed) == {"pixels": "0.06M"}
+    assert model_defaults(TRANSFORMER) == {}                 # no metadata: SamplingConfig's defaults apply
+    torch.save(load_file(str(TRANSFORMER)), tmp_path / "official.pth")
+    assert model_defaults(tmp_path / "official.pth") == {}
+
+
+def test_model_defaults_round_trip_and_refuse_bad_values(tmp_path):
+    tensors = load_file(str(TRANSFORMER))
+    save_file(tensors, str(tmp_path / "a.safetensors"), metadata=model_defaults_metadata(pixels="0.25M"))
+    assert model_defaults(tmp_path / "a.safetensors") == {"pixels": "0.25M"}
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"infinity.pixels": "4M"})
+    with pytest.raises(InfinityError, match=r"bad\.safetensors.*'4M' is not a pixel budget"):
+        model_defaults(tmp_path / "bad.safetensors")
+    with pytest.raises(InfinityError, match="no default for \\['cfg'\\]"):
+        model_defaults_metadata(cfg="3")
+    (tmp_path / "shards").mkdir()
+    index = {"metadata": model_defaults_metadata(pixels="0.60M"), "weight_map": {}}
+    (tmp_path / "shards" / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert model_defaults(tmp_path / "shards") == {"pixels": "0.60M"}
+

@@ -3,7 +3,7 @@
 Counts what the model has to compute: every linear layer, self-attention over the KV cache, cross-
 attention, the text path once per generation, the head and the word embedding, for the rows that run
 (2B while the unconditional half is needed). Norms, RoPE, softmax and sampling are not counted, as in
-the official bench protocol (../shared/bench/bench_config.json "flops"). Upstream recomputes the text's
+the official bench protocol (the bench files' bench_config.json, "flops"). Upstream recomputes the text's
 cross-attention keys/values at every scale; that repeated work is not model work and is not counted.
 """
 from __future__ import annotations

@@ -6,16 +6,15 @@
     python bench/bench_inference.py --smoke            # one 256 px run (what CI does)
 
 It goes through the documented API (load_transformer, load_vae, generate, vae.decode); bench/README.md
-explains the columns. Each size runs in its own child process (clean peak-RSS numbers). In that process:
-load, the first generation + decode (its peak RSS is the one reported, taken before any GEMM probe ran), then
-per run the
-generation loop (per-scale times), the VAE decode, and right after each run an fp32 GEMM
-(2048^3 torch.mm) so efficiency = model FLOPs / loop time / GEMM rate compares numbers measured under the
-same machine conditions. Likewise after each run, memory bandwidth (a read-only pass over a 256 MB tensor)
-gives the time one pass over the transformer weights takes, the floor of the small scales; the 1x1 scale's
-ratio to it is taken per run (a machine's bandwidth can drift within minutes) and the median reported.
-Outputs are checked against the official implementation's bits and image, which come with the bench files
-(INFINITY_BENCH_DIR, else shared/bench beside the checkout). Nothing here asserts a time.
+explains the columns. Each size runs in its own child process (clean peak-RSS numbers). In that process: load,
+the first generation + decode (its peak RSS is the one reported, taken before any GEMM probe ran), then per
+run the generation loop (per-scale times), the VAE decode, and right after each run an fp32 GEMM (2048^3
+torch.mm) so efficiency = model FLOPs / loop time / GEMM rate compares numbers measured under the same machine
+conditions. Likewise after each run, memory bandwidth (a read-only pass over a 256 MB tensor) gives the time
+one pass over the transformer weights takes, the floor of the small scales; the 1x1 scale's ratio to it is
+taken per run (a machine's bandwidth can drift within minutes) and the median reported. Outputs are checked
+against the official implementation's bits and image, which come with the bench files (INFINITY_BENCH_DIR,
+else shared/bench beside the checkout). Nothing here asserts a time.
 """
 from __future__ import annotations
 

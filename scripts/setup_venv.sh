@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with the CPU torch this project is tested on, plus the pack's packages.
+# Create .venv with the torch this project is tested on (2.13.0), plus the pack's packages and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -65,6 +65,13 @@ def test_cli_writes_the_pipelines_images(models, pipe, tmp_path):
         assert np.array_equal(image, to_uint8(pipe.decode(result, slice(index, index + 1)))[0].numpy())
 
 
+def test_the_same_seed_writes_the_same_bytes_in_another_process(models, tmp_path):
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    assert _cli(models, "--seed", "9", "-o", str(first)).returncode == 0
+    assert _cli(models, "--seed", "9", "-o", str(second)).returncode == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_cli_img2img_is_generate_from_the_encoded_picture(models, pipe, picture, tmp_path):
     done = _cli(models, "--image", str(picture), "--keep-scales", "3", "--seed", "1", "-o", str(tmp_path / "v.png"))
     assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ when a text encoder is actually loaded.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ from .text import TextCondition
 log = logging.getLogger(__name__)
 
 MAX_TEXT_TOKENS = 512   # tokenizer.model_max_length in run_infinity.py:152
+SMALL_VOCABULARY = 100  # a vocabulary this small is listed in the unknown-word warning (the demo's has 27 words)
 
 
 class T5TextEncoder:
@@ -65,9 +67,45 @@ class T5TextEncoder:
                                 attention_mask=attention_mask.to(self.device)).last_hidden_state.float()
         return TextCondition.from_features([hidden[row, :n].cpu() for row, n in enumerate(lengths)])
 
+    def prompt_warnings(self, prompt: str) -> list[str]:
+        """What encoding `prompt` silently loses: words with pieces the tokenizer does not know (they become
+        `<unk>`), and the text past `max_length` tokens (cut). Empty when nothing is lost."""
+        words = prompt.split()
+        if not words:
+            return []
+        fast = getattr(self.tokenizer, "is_fast", False)     # fast tokenizers say which characters each id covers
+        batch = self.tokenizer(words, add_special_tokens=False, return_offsets_mapping=fast)
+        pieces = batch["input_ids"]                          # one list of ids per word
+        spans = batch["offset_mapping"] if fast else [[(0, len(word))] * len(ids) for word, ids in zip(words, pieces)]
+        unk = self.tokenizer.unk_token_id
+        unknown = list(dict.fromkeys(word[start:end] or word for word, ids, word_spans in zip(words, pieces, spans)
+                                     for token, (start, end) in zip(ids, word_spans) if token == unk))
+        warnings = []
+        if unknown:
+            shown = ", ".join(f"'{word}'" for word in unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+            warnings.append(f"the text encoder does not know {shown}: {'they become' if len(unknown) > 1 else 'it becomes'} "
+                            f"<unk>, which carries no meaning{self._vocabulary_hint()}")
+        room = self.max_length - 1                                              # one place is `</s>`'s
+        counts = [len(ids) for ids in pieces]
+        if sum(counts) > room:
+            first_cut = next(i for i, total in enumerate(itertools.accumulate(counts)) if total > room)
+            warnings.append(f"the prompt is {sum(counts) + 1} tokens long and only the first {self.max_length} are "
+                            f"used: the text from '{' '.join(words[first_cut:first_cut + 5])}' on is ignored")
+        return warnings
+
+    def _vocabulary_hint(self) -> str:
+        vocabulary = [token for token in self.tokenizer.get_vocab() if token not in self.tokenizer.all_special_tokens]
+        if len(vocabulary) > SMALL_VOCABULARY:
+            return ""
+        return f" (this tokenizer knows only: {', '.join(sorted(vocabulary))})"
+
     def encode(self, prompts: str | Sequence[str]) -> TextCondition:
-        """Encode one prompt or a list of prompts (an empty prompt still yields `</s>`)."""
+        """Encode one prompt or a list of prompts (an empty prompt still yields `</s>`); what `prompt_warnings`
+        finds is logged as a warning."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        for prompt in prompts:
+            for warning in self.prompt_warnings(prompt):
+                log.warning("prompt '%s': %s", prompt if len(prompt) <= 60 else prompt[:57] + "...", warning)
         return self.encode_ids(self.tokenize(prompts))
 
 

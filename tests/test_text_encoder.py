@@ -1,12 +1,13 @@
 """The T5 path against the official encode_prompt features (tiny T5 fixture)."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from infinity_core.text import TextCondition
-from infinity_core.text_encoder import MAX_TEXT_TOKENS, T5TextEncoder
+from infinity_core.text_encoder import MAX_TEXT_TOKENS, T5TextEncoder, load_text_encoder
 
 from conftest import FIXTURES
 
@@ -43,3 +44,42 @@ def test_padding_to_longest_equals_padding_to_512(encoder, fixture_tensors):
     with torch.no_grad():
         full = encoder.model(input_ids=padded, attention_mask=mask).last_hidden_state[0, :len(ids)]
     torch.testing.assert_close(encoder.encode_ids([ids.tolist()]).features, full, atol=1e-5, rtol=0)
+
+
+DEMO_T5 = Path(__file__).resolve().parents[1] / "models" / "text_encoders" / "t5_demo_shapes"
+
+
+@pytest.fixture(scope="module")
+def demo_encoder():
+    return load_text_encoder(DEMO_T5, "cpu")
+
+
+def _demo_vocabulary() -> set[str]:
+    return set(json.loads((DEMO_T5 / "tokenizer.json").read_text())["model"]["vocab"])
+
+
+def test_unknown_words_are_named_and_logged(demo_encoder, caplog):
+    """The demo tokenizer is word-level over its 27-entry vocabulary (tokenizer.json): every other word
+    and punctuation mark becomes <unk>; each is named once, and encode logs it without failing."""
+    vocabulary = _demo_vocabulary()
+    prompt = "a purple giraffe, on the LEFT at a zebra giraffe!"
+    unknown = ["giraffe", ",", "zebra", "!"]
+    assert not set(unknown) & vocabulary and {"a", "purple", "on", "the", "left", "at"} <= vocabulary
+    [warning] = demo_encoder.prompt_warnings(prompt)
+    named = warning.split("does not know ")[1].split(":")[0]
+    assert named == ", ".join(f"'{word}'" for word in unknown)
+    assert demo_encoder.prompt_warnings("a red circle on the left") == []
+    with caplog.at_level("WARNING", logger="infinity_core.text_encoder"):
+        cond = demo_encoder.encode(prompt)
+    assert "'zebra'" in caplog.text and cond.lengths == (len(demo_encoder.tokenize([prompt])[0]),)
+
+
+def test_prompt_past_the_token_limit_is_reported_where_it_is_cut(demo_encoder):
+    words = [f"{colour} circle" for colour in ("red", "blue", "green")] * 100    # 600 known words, one token each
+    prompt = " ".join(words)
+    [warning] = demo_encoder.prompt_warnings(prompt)
+    assert f"is {600 + 1} tokens long and only the first {MAX_TEXT_TOKENS} are used" in warning
+    ignored_from = prompt.split()[MAX_TEXT_TOKENS - 1:][:5]       # 511 words fit beside </s>
+    assert f"the text from '{' '.join(ignored_from)}' on is ignored" in warning
+    assert len(demo_encoder.tokenize([prompt])[0]) == MAX_TEXT_TOKENS
+    assert demo_encoder.prompt_warnings(" ".join(prompt.split()[:MAX_TEXT_TOKENS - 1])) == []

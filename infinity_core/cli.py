@@ -28,6 +28,7 @@ from .output import OutputPaths
 from .pipeline import InfinityPipeline, to_pil
 from .sampling_config import SamplingConfig, parse_per_scale
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
+from .weights import model_defaults
 
 PACK_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEMO_TRANSFORMER = PACK_MODELS / "infinity" / "infinity_demo_shapes.safetensors"
@@ -133,8 +134,9 @@ def read_picture(args: argparse.Namespace) -> Picture | None:
     return Picture(rgb * 2 - 1, mask, outpaint)
 
 
-def sampling_config(args: argparse.Namespace, picture: Picture | None, model_pixels: str | None) -> SamplingConfig:
-    pixels = args.pixels or model_pixels or "1M"
+def sampling_config(args: argparse.Namespace, picture: Picture | None, model_settings: dict) -> SamplingConfig:
+    """The run's settings: the options given, else what the model file recommends, else the core's defaults."""
+    pixels = args.pixels or model_settings.get("pixels") or SamplingConfig.pixels
     if args.aspect is not None:
         h_div_w = parse_aspect(args.aspect)
     elif picture is not None:
@@ -145,11 +147,12 @@ def sampling_config(args: argparse.Namespace, picture: Picture | None, model_pix
         h_div_w = image_in.schedule_for_image(int(height), int(width), pixels).h_div_w
     else:
         h_div_w = None
-    return SamplingConfig.from_keywords({
+    given = {
         "h_div_w": h_div_w, "pixels": pixels, "seed": args.seed, "batch_size": args.batch, "top_k": args.top_k,
         "top_p": args.top_p,
         "cfg": parse_per_scale(args.cfg, "cfg") if args.cfg is not None else None,
-        "tau": parse_per_scale(args.tau, "tau") if args.tau is not None else None})
+        "tau": parse_per_scale(args.tau, "tau") if args.tau is not None else None}
+    return SamplingConfig.from_keywords(model_settings | {k: v for k, v in given.items() if v is not None})
 
 
 def picture_inputs(pipe: InfinityPipeline, picture: Picture, config: SamplingConfig, args) -> dict:
@@ -176,7 +179,7 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     started = time.perf_counter()
     device = resolve_device(args.device)
     picture = read_picture(args)
-    config = sampling_config(args, picture, "0.06M" if args.transformer == DEMO_TRANSFORMER else None)
+    config = sampling_config(args, picture, model_defaults(args.transformer))
     outputs = OutputPaths.plan(args.output, config.batch_size, overwrite=args.overwrite,
                                inputs=[p for p in (args.image, args.mask) if p is not None])
     log.info("shape: %s; seed %d, %d image(s)", describe(config.schedule), config.seed, config.batch_size)

@@ -1,5 +1,6 @@
 """`python -m infinity_core generate`: images equal to the pipeline's output, from text or from a picture,
 and refusals that exit 2 with the reason before any model is read."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from PIL import Image
 
 from infinity_core import InfinityPipeline, image_in, to_uint8
+from infinity_core.cli import DEMO_TRANSFORMER
 from infinity_core.schedules import get_schedule
 from standin_models import build_standin_models, write_mismatched_vae
 
@@ -156,6 +158,17 @@ def test_output_paths_are_checked_first_and_never_clobbered(models, picture, tmp
     done = _cli(models, "-o", str(existing), "--overwrite")
     assert done.returncode == 0 and _png(existing).shape == (256, 256, 3)
     assert not list(tmp_path.glob(".*.part"))                             # the temporary file is gone
+
+
+def test_the_model_files_metadata_sets_its_size_whatever_its_name(tmp_path):
+    """The demo transformer says 0.06M in its own metadata: copied under another name, it still draws 256 px."""
+    renamed = tmp_path / "my_model.safetensors"
+    shutil.copyfile(DEMO_TRANSFORMER, renamed)
+    done = subprocess.run([sys.executable, "-m", "infinity_core", "generate", "--transformer", str(renamed),
+                           "--prompt", PROMPT, "--device", "cpu", "-o", str(tmp_path / "d.png")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _png(tmp_path / "d.png").shape == (256, 256, 3)
 
 
 def test_model_refusals_name_both_files(models, tmp_path):

@@ -77,3 +77,20 @@ def test_installed_engine_imports_from_any_folder(wheel, tmp_path):
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(target)
+
+
+def test_documents_point_at_files_that_exist():
+    """Relative links in the Markdown files, and the `docs/...` files that code and tests cite, exist."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    missing = []
+    for name in tracked:
+        path = ROOT / name
+        if name.endswith(".md"):
+            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
+                if "://" not in target and not (path.parent / target).exists():
+                    missing.append(f"{name} -> {target}")
+        if name.endswith(".py"):
+            for target in re.findall(r"\bdocs/[\w./-]+\.(?:md|png|jpg)\b", path.read_text()):
+                if not (ROOT / target).exists():
+                    missing.append(f"{name} -> {target}")
+    assert not missing, missing

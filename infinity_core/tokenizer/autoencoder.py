@@ -24,6 +24,12 @@ from .tiling import Tiling, decode_tiled
 IMAGE_CHANNELS = 3
 GROUP_NORM_EPS = 1e-6
 GROUP_NORM_GROUPS = (32, 24)   # the first that divides the channel count (flux_vqgan.py:19-30)
+# Decode memory beyond the activations `Decoder.forward` holds: oneDNN's CPU convs keep blocked-layout
+# copies of their inputs and outputs (a factor on the activations), plus scratch and primitive caches (a
+# fixed amount). Set so the estimate covers the peak RSS of the demo, d32 and d56 decoders at 128-1024 px
+# (tools/measure_decode_memory.py prints both).
+DECODE_ACTIVATION_OVERHEAD = 1.4
+DECODE_FIXED_BYTES = 96 * 2**20
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
@@ -180,6 +186,47 @@ class Decoder(nn.Module):
         for level in reversed(self.up):
             h = level(h)
         return self.conv_out(swish_(self.norm_out(h)))           # [B, 3, h*f, w*f]
+
+
+def decoder_peak_elements(config: VAEConfig, height: int, width: int) -> int:
+    """Most activation elements alive at once in one image's decode of a (height x width)-latent grid.
+
+    Walks the decoder as `Decoder.forward` runs it. A ResnetBlock holds its input, a norm output and two conv
+    outputs (c_in + 3 c_out: swish and the residual add work in place); a level's (and the mid blocks') input
+    stays alive under the blocks after the first, held by the caller; an Upsample holds its input and the
+    doubled map twice (interpolated and convolved); the head holds its input, a norm output and the image."""
+    base, mults = config.base_channels, config.channel_mult
+    num_upsamples = int(math.log2(config.downsample))
+    channels = base * mults[-1]
+    area = height * width
+    peak = area * (config.codebook_dim + channels)                     # conv_in
+    peak = max(peak, area * 5 * channels)                              # mid: its input + block 2's input + 3
+    for i in reversed(range(len(mults))):
+        out, level_input = base * mults[i], channels
+        for block in range(config.num_res_blocks + 1):
+            held = level_input if block > 0 else 0
+            peak = max(peak, area * (held + channels + 3 * out))
+            channels = out
+        if 1 <= i <= num_upsamples:
+            peak = max(peak, area * (level_input + channels * (1 + 2 * 4)))
+            area *= 4
+    return max(peak, area * (2 * channels + IMAGE_CHANNELS))
+
+
+def decode_memory(config: VAEConfig, latent_grid: tuple[int, int], tiling: Tiling | None = None, *,
+                  batch_size: int = 1, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes `BitwiseVAE.decode` needs besides its weights for `batch_size` images of `latent_grid` (h, w)
+    decoded at once: the decoder's activation peak in `dtype` (of one tile with `tiling`) with its overheads,
+    plus the fp32 output (clamped copy included; with tiling also the blended image and its weights)."""
+    height, width = latent_grid
+    pixels = height * width * config.downsample ** 2
+    output = 2 * IMAGE_CHANNELS * pixels * 4
+    if tiling is not None and max(height, width) > tiling.tile:
+        height, width = min(height, tiling.tile), min(width, tiling.tile)
+        tile_pixels = height * width * config.downsample ** 2
+        output += (pixels + 2 * IMAGE_CHANNELS * tile_pixels) * 4       # weight map, weighted tile
+    activations = decoder_peak_elements(config, height, width) * torch.finfo(dtype).bits // 8
+    return DECODE_FIXED_BYTES + batch_size * (int(DECODE_ACTIVATION_OVERHEAD * activations) + output)
 
 
 @dataclass(frozen=True)

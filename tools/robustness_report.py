@@ -1,6 +1,12 @@
-"""Robustness figures: hostile and broken weight files against the loaders, printed as one table.
+"""Robustness figures: hostile and broken weight files, bad settings, and reproducibility, as tables.
 
     python tools/robustness_report.py            # builds the cases in a temporary folder, prints the figures
+
+Parts (each one function): `weight_file_figures`, `bad_setting_figures` (every bad value through
+`SamplingConfig` and through `generate`: an InfinityError whose message starts with the setting's name,
+raised before the first scale), `png_bytes_across_processes` (the same seed writes the same PNG bytes in two
+fresh processes) and `batch_images_equal_single_runs` (image i of a batch with seed s is the single run with
+seed s + i). The last two use the shipped demo model.
 
 Each weight-file case is a file (or folder) built from the test fixtures in a model folder, next to an
 `outside` folder the loaders must never read. Three things are checked per case:
@@ -32,7 +38,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from infinity_core import InfinityError, load_transformer, load_vae  # noqa: E402
+from infinity_core import (InfinityError, InfinityPipeline, SamplingConfig, TextCondition, generate,  # noqa: E402
+                           load_transformer, load_vae, to_pil, to_uint8)
 
 log = logging.getLogger("robustness_report")
 
@@ -432,6 +439,109 @@ def weight_file_figures(root: Path) -> list[Outcome]:
     return [try_weight_case(case, layout, audit) for case in WEIGHT_CASES]
 
 
+# --- bad settings ------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+BAD_SETTINGS: tuple[tuple[str, object], ...] = (
+    *(("cfg", v) for v in (NAN, INF, -INF, -3.0, 1e30, "abc", None, True, (), (3.0, NAN), (3.0,) * 14)),
+    *(("tau", v) for v in (NAN, INF, 0.0, -1.0, 1e9, "0.5", (0.5, 0.0))),
+    *(("top_k", v) for v in (NAN, -1, 10 ** 6, 1.5, "900", None)),
+    *(("top_p", v) for v in (NAN, INF, -0.1, 1.5, "0.9")),
+    *(("seed", v) for v in (2 ** 64, -1, 1.5, NAN, "7", None)),
+    *(("batch_size", v) for v in (0, -1, 1000, 2.5, NAN, None)),
+    *(("pixels", v) for v in ("4M", "", 1, None)),
+    *(("h_div_w", v) for v in (0.0, -1.0, NAN, INF, 100.0, "abc")),
+)
+
+
+@dataclass(frozen=True)
+class SettingOutcome:
+    setting: str
+    value: object
+    path: str               # "SamplingConfig" or "generate"
+    raised: str             # "InfinityError", the name of another exception, or "" when accepted
+    named: bool             # InfinityError whose message starts with the setting's name
+    before_work: bool       # no scale was sampled
+    message: str
+
+
+def _try_setting(path: str, setting: str, value, run: Callable[[dict, Callable], None]) -> SettingOutcome:
+    scales_started = []
+    try:
+        run({setting: value}, lambda done, total, codes: scales_started.append(done))
+        raised, named, message = "", False, "accepted"
+    except InfinityError as err:
+        raised, named, message = "InfinityError", str(err).startswith(setting), str(err)
+    except Exception as err:   # noqa: BLE001 -- any other exception is a finding, reported as such
+        raised, named, message = type(err).__name__, False, str(err)
+    return SettingOutcome(setting, value, path, raised, named, not scales_started, message)
+
+
+def bad_setting_figures() -> list[SettingOutcome]:
+    """Every bad value through SamplingConfig and through generate on the tiny fixture model (generate takes
+    None as "the default", so None values go through SamplingConfig only)."""
+    transformer = load_transformer(TRANSFORMER_FIXTURE, "cpu", torch.float32)
+    cond = TextCondition.from_features([torch.zeros(3, transformer.config.text_channels)])
+    outcomes = []
+    for setting, value in BAD_SETTINGS:
+        outcomes.append(_try_setting("SamplingConfig", setting, value, lambda kw, _: SamplingConfig(**kw)))
+        if value is not None:
+            outcomes.append(_try_setting("generate", setting, value,
+                                         lambda kw, callback: generate(transformer, cond, callback=callback,
+                                                                       **{"pixels": "0.06M", **kw})))
+    return outcomes
+
+
+# --- reproducibility ----------------------------------------------------------------------------------------
+
+DEMO_MODELS = REPO / "models"
+DEMO_PROMPT = "a red circle on the left"
+DEMO_SEED = 2 ** 63 + 5
+
+
+def _demo_pipeline() -> InfinityPipeline:
+    return InfinityPipeline.from_files(DEMO_MODELS / "infinity" / "infinity_demo_shapes.safetensors",
+                                       DEMO_MODELS / "infinity" / "infinity_demo_shapes_vae.safetensors",
+                                       DEMO_MODELS / "text_encoders" / "t5_demo_shapes", device="cpu")
+
+
+def _png_digest(seed: int) -> str:
+    """SHA-256 of the PNG the demo model draws for DEMO_PROMPT with `seed` (run in a fresh process)."""
+    import hashlib
+    import io
+
+    image = to_pil(_demo_pipeline()(DEMO_PROMPT, pixels="0.06M", seed=seed))[0]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def png_bytes_across_processes(runs: int = 2) -> list[str]:
+    """The PNG digests of `runs` fresh processes drawing the same prompt and seed (all equal when reproducible)."""
+    import subprocess
+
+    return [subprocess.run([sys.executable, __file__, "--png-digest", str(DEMO_SEED)], capture_output=True,
+                           text=True, check=True).stdout.split()[-1] for _ in range(runs)]
+
+
+def batch_images_equal_single_runs(batch_size: int = 3) -> list[bool]:
+    """Whether image i of a batch with seed s equals (bits and pixels) the single run with seed s + i.
+    Images are decoded one at a time, as the CLI, the pipeline and the nodes do (a batched conv sums in
+    another order and moves some pixels by one level)."""
+    pipe = _demo_pipeline()
+    cond = pipe.encode(DEMO_PROMPT)
+    batch = generate(pipe.transformer, cond, pixels="0.06M", seed=DEMO_SEED, batch_size=batch_size)
+    same = []
+    with torch.inference_mode():
+        for i in range(batch_size):
+            single = generate(pipe.transformer, cond, pixels="0.06M", seed=DEMO_SEED + i)
+            bits_equal = all(torch.equal(b[i:i + 1], s) for b, s in zip(batch.bits, single.bits))
+            pixels_equal = torch.equal(to_uint8(pipe.vae.decode(batch.codes[i:i + 1])),
+                                       to_uint8(pipe.vae.decode(single.codes)))
+            same.append(bits_equal and pixels_equal)
+    return same
+
+
 # --- report ------------------------------------------------------------------------------------------------
 
 def print_weight_file_figures(outcomes: list[Outcome]) -> None:
@@ -446,13 +556,38 @@ def print_weight_file_figures(outcomes: list[Outcome]) -> None:
           f"{sum(o.refused and o.names_file and o.says_why for o in outcomes)} clear errors naming the file and the reason")
 
 
+def print_setting_figures(outcomes: list[SettingOutcome]) -> None:
+    for outcome in outcomes:
+        if not (outcome.named and outcome.before_work):
+            print(f"NOT REFUSED WELL: {outcome.path} {outcome.setting}={outcome.value!r}: {outcome.message[:90]}")
+    print(f"bad settings: {len(outcomes)} tried ({len(BAD_SETTINGS)} values through SamplingConfig and generate), "
+          f"{sum(o.raised not in ('', 'InfinityError') for o in outcomes)} other exceptions, "
+          f"{sum(not o.raised for o in outcomes)} accepted, "
+          f"{sum(o.named for o in outcomes)} InfinityErrors naming the setting, "
+          f"{sum(o.before_work for o in outcomes)} before the first scale")
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--png-digest"]:   # child process of png_bytes_across_processes
+        print(_png_digest(int(sys.argv[2])))
+        return 0
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore", category=UserWarning)   # torch's notes on the hostile pickles' protocols
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     with tempfile.TemporaryDirectory() as root:
         outcomes = weight_file_figures(Path(root))
         print_weight_file_figures([replace(o, message=o.message.replace(root, "<tmp>")) for o in outcomes])
-    return 0 if all(o.ok for o in outcomes) else 1
+    settings = bad_setting_figures()
+    print_setting_figures(settings)
+    digests = png_bytes_across_processes()
+    print(f"same seed, two processes: PNG SHA-256 {digests[0][:16]}... and {digests[1][:16]}...: "
+          f"{'identical' if len(set(digests)) == 1 else 'DIFFERENT'}")
+    batch = batch_images_equal_single_runs()
+    print(f"batch of {len(batch)} with seed s: image i equals the single run with seed s + i for "
+          f"{sum(batch)} / {len(batch)} (bits and pixels)")
+    ok = (all(o.ok for o in outcomes) and all(o.named and o.before_work for o in settings)
+          and len(set(digests)) == 1 and all(batch))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,29 +1,35 @@
-"""The pack's only contact with ComfyUI's runtime: devices and dtypes, model management, progress and
-interruption. The core gets the results as plain arguments (`device`, `dtype`, `callback(done, total)`).
+"""The pack's only contact with ComfyUI's runtime: devices and dtypes, model management, progress,
+previews and interruption. The core gets the results as plain arguments (`device`, `dtype`,
+`callback(done, total, codes)`).
 
-Transformer and VAE are wrapped in ModelPatchers and loaded with `load_models_gpu`, so ComfyUI tracks
+Transformer, VAE and T5 are wrapped in ModelPatchers and loaded with `load_models_gpu`, so ComfyUI tracks
 them: they offload when another model needs the memory and "Free model and node cache" unloads them.
 They are always loaded fully (`force_full_load`): the core's layers are plain torch modules, which cannot
-run partly offloaded the way ComfyUI's own cast-on-the-fly ops can. The text encoder follows ComfyUI's
-manual pattern instead (make room, move in, encode, move out), so it never stays on the GPU.
+run partly offloaded the way ComfyUI's own cast-on-the-fly ops can.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 import torch
+from comfy.cli_args import args
 from torch import nn
 
-from ..infinity_core import T5TextEncoder
-from .types import InfinityTextEncoder
+from infinity_core.preview import PreviewPacer
 
 AUTO_TRANSFORMER_DTYPES = [torch.bfloat16, torch.float32]   # fp16 only on request: upstream runs in bf16
 AUTO_VAE_DTYPES = [torch.bfloat16, torch.float32]
+PREVIEW_FORMAT = "JPEG"
+PREVIEW_SHARE = 0.03      # at most this share of a generation's time goes to preview frames
+UPDATE_INTERVAL = 0.11    # seconds between progress updates; current ComfyUI drops those under 0.1 s apart
+clock = time.monotonic
+
+PreviewRenderer = Callable[[torch.Tensor], object]   # summed codes [B, d, H, W] -> a PIL image
 
 
 @dataclass(frozen=True)
@@ -55,41 +61,49 @@ def text_encoder_placement(dtype: torch.dtype | None) -> Placement:
 
 
 def managed(module: nn.Module, placement: Placement):
-    """A ModelPatcher around a core module, so ComfyUI's model management can move it."""
+    """A ModelPatcher around a core module, so ComfyUI's model management can move it. Its size is the
+    whole module (for a VAE: encoder and decoder), which is what ComfyUI counts when it makes room."""
     return comfy.model_patcher.ModelPatcher(module, load_device=placement.load_device,
                                             offload_device=placement.offload_device,
                                             size=mm.module_size(module))
 
 
-def load_for_inference(patcher, memory_required: int) -> torch.device:
-    """Put the whole model on its load device, first freeing `memory_required` bytes more for the run
-    (ComfyUI offloads other models as needed). Returns the device to run on."""
-    mm.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
-    return patcher.load_device
+def load_for_inference(*patchers, memory_required: int = 0) -> torch.device:
+    """Put the whole models on their load device together, first freeing `memory_required` bytes more for
+    the run (ComfyUI offloads other models as needed). Returns the first one's device, to run on."""
+    mm.load_models_gpu(list(patchers), memory_required=memory_required, force_full_load=True)
+    return patchers[0].load_device
 
 
-@contextmanager
-def text_encoder_on_device(text_encoder: InfinityTextEncoder) -> Iterator[T5TextEncoder]:
-    """The encoder on its load device for the duration of the block, then back on its offload device."""
-    moves = text_encoder.load_device != text_encoder.offload_device
-    if moves:
-        mm.free_memory(mm.module_size(text_encoder.encoder.model), text_encoder.load_device)
-        text_encoder.encoder.to(text_encoder.load_device)
-    try:
-        yield text_encoder.encoder
-    finally:
-        if moves:
-            text_encoder.encoder.to(text_encoder.offload_device)
-            mm.soft_empty_cache()
+def previews_enabled() -> bool:
+    """False when the user started ComfyUI with `--preview-method none` (its default)."""
+    return args.preview_method.value != "none"
 
 
-def progress(total: int) -> Callable[[int, int], None]:
-    """A `callback(done, total)` that advances the node's progress bar and stops the run (raising
-    ComfyUI's InterruptProcessingException) when the user has pressed cancel."""
+def progress(total: int, preview: PreviewRenderer | None = None) -> Callable[..., None]:
+    """A `callback(done, total, codes=None)` for the core: it advances the node's progress bar, sends a
+    preview frame of `codes` when `preview` is given, and stops the run (raising ComfyUI's
+    InterruptProcessingException) when the user has pressed cancel.
+
+    Current ComfyUI drops a progress update that comes less than 100 ms after the last one (the first and
+    the last always go), so updates are sent at most every UPDATE_INTERVAL (slightly more than 100 ms) and
+    a frame is rendered only for an update that goes out, when the PreviewPacer's time budget allows it.
+    No frame for the last scale: the decoded image follows."""
     bar = comfy.utils.ProgressBar(total)
+    pacer = PreviewPacer(PREVIEW_SHARE, clock)
+    last_update: list[float | None] = [None]
 
-    def step_done(done: int, steps: int) -> None:
-        bar.update_absolute(done, steps)
+    def step_done(done: int, steps: int, codes: torch.Tensor | None = None) -> None:
+        now = clock()
+        frame_due = preview is not None and codes is not None and pacer.due(done, steps) and 0 < done < steps
+        if last_update[0] is None or done >= steps or now - last_update[0] >= UPDATE_INTERVAL:
+            frame = None
+            if frame_due:
+                started = clock()
+                frame = (PREVIEW_FORMAT, preview(codes), args.preview_size)
+                pacer.record(clock() - started)
+            bar.update_absolute(done, steps, frame)
+            last_update[0] = now
         mm.throw_exception_if_processing_interrupted()
     return step_done
 

@@ -1,4 +1,4 @@
-"""Tokenizer decode node: INFINITY_CODES + INFINITY_VAE -> ComfyUI IMAGE.
+"""Tokenizer decode nodes: INFINITY_CODES + INFINITY_VAE -> ComfyUI IMAGE.
 
 IMAGE is [B, H, W, 3] float32 RGB in 0..1 on ComfyUI's intermediate device; the core decodes to
 [B, 3, H, W] in [-1, 1], so only this node changes layout and range (no BGR flip).
@@ -6,21 +6,27 @@ IMAGE is [B, H, W, 3] float32 RGB in 0..1 on ComfyUI's intermediate device; the 
 from __future__ import annotations
 
 import torch
+from comfy_api.latest import io
 
-from ..infinity_core import VAEConfig, check_pair
-from ..infinity_core.tokenizer.tiling import Tiling
+from infinity_core import InfinityError, VAEConfig, check_pair
+from infinity_core.tokenizer.tiling import Tiling
 from . import comfy_bridge
-from .types import INFINITY_CODES, INFINITY_VAE, InfinityCodes, InfinityVAE
+from .schema import node_schema
+from .types import InfinityCodes, InfinityCodesSocket, InfinityVAE, InfinityVAESocket
 
 LIVE_FULL_RESOLUTION_MAPS = 8   # decoder activations alive at once at full resolution (a generous estimate)
+
+
+def pixel_memory(config: VAEConfig, height: int, width: int) -> int:
+    """Bytes the VAE's full-resolution activations take for one (height x width) picture, encode or decode."""
+    channels = config.base_channels * config.channel_mult[0]
+    return LIVE_FULL_RESOLUTION_MAPS * height * width * channels * 4
 
 
 def decode_memory(config: VAEConfig, codes: torch.Tensor, tiling: Tiling | None = None) -> int:
     """Bytes one image's (or one tile's) decode needs besides the weights (images are decoded one at a time)."""
     height, width = (min(side, tiling.tile) if tiling else side for side in codes.shape[-2:])
-    height, width = height * config.downsample, width * config.downsample
-    channels = config.base_channels * config.channel_mult[0]
-    return LIVE_FULL_RESOLUTION_MAPS * height * width * channels * 4
+    return pixel_memory(config, height * config.downsample, width * config.downsample)
 
 
 def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
@@ -28,62 +34,68 @@ def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
 
 
-class InfinityTokenizerDecode:
-    DISPLAY_NAME = "Infinity Tokenizer Decode"
-    DESCRIPTION = ("Turns the sampler's codes into an image with the bitwise tokenizer's decoder. "
-                   "Refuses a VAE that does not match the transformer the codes came from.")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("RGB images, for Save Image, Preview Image or any other image node.",)
-    FUNCTION = "decode"
+def _decode_inputs() -> list[io.Input]:
+    return [
+        InfinityVAESocket.Input("vae", tooltip="From Load Infinity VAE; the one trained with the sampler's model."),
+        InfinityCodesSocket.Input("codes", tooltip="From the Infinity Bitwise Sampler."),
+    ]
+
+
+_OUTPUTS = [io.Image.Output(display_name="image",
+                            tooltip="RGB images, for Save Image, Preview Image or any other image node.")]
+
+
+class InfinityTokenizerDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            node_id="InfinityTokenizerDecode", display_name="Infinity Tokenizer Decode",
+            description=("Turns the sampler's codes into an image with the bitwise tokenizer's decoder. Refuses a "
+                         "VAE that does not match the transformer the codes came from."),
+            search_aliases=("VAE decode", "decode"),
+            inputs=_decode_inputs(), outputs=_OUTPUTS,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "vae": (INFINITY_VAE, {"tooltip": "From Load Infinity VAE; the one trained with the sampler's model."}),
-            "codes": (INFINITY_CODES, {"tooltip": "From the Infinity Bitwise Sampler."}),
-        }}
-
-    def decode(self, vae: InfinityVAE, codes: InfinityCodes):
-        return (decode_images(vae, codes, tiling=None),)
+    def execute(cls, vae: InfinityVAE, codes: InfinityCodes) -> io.NodeOutput:
+        return io.NodeOutput(decode_images(vae, codes, tiling=None))
 
 
-class InfinityTokenizerDecodeTiled(InfinityTokenizerDecode):
-    DISPLAY_NAME = "Infinity Tokenizer Decode (Tiled)"
-    DESCRIPTION = ("Infinity Tokenizer Decode in overlapping tiles, for images too large to decode at once: "
-                   "memory follows the tile size. Tiles are cross-faded over the overlap, so no edge shows; "
-                   "the result differs slightly from a whole-image decode.")
+class InfinityTokenizerDecodeTiled(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            node_id="InfinityTokenizerDecodeTiled", display_name="Infinity Tokenizer Decode (Tiled)",
+            description=("Infinity Tokenizer Decode in overlapping tiles, for images too large to decode at once: "
+                         "memory follows the tile size. Tiles are cross-faded over the overlap, so no edge shows; "
+                         "the result differs slightly from a whole-image decode."),
+            search_aliases=("VAE decode tiled", "tiled decode"),
+            inputs=[
+                *_decode_inputs(),
+                io.Int.Input("tile_size", default=512, min=128, max=4096, step=64,
+                             tooltip="Tile side in pixels; smaller tiles need less memory."),
+                io.Int.Input("overlap", default=128, min=0, max=1024, step=32,
+                             tooltip="Pixels shared by neighbouring tiles and cross-faded. Must be smaller than "
+                                     "the tile size."),
+            ],
+            outputs=_OUTPUTS,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        inputs = InfinityTokenizerDecode.INPUT_TYPES()
-        inputs["required"].update({
-            "tile_size": ("INT", {"default": 512, "min": 128, "max": 4096, "step": 64,
-                                  "tooltip": "Tile side in pixels; smaller tiles need less memory."}),
-            "overlap": ("INT", {"default": 128, "min": 0, "max": 1024, "step": 32,
-                                "tooltip": "Pixels shared by neighbouring tiles and cross-faded. Must be smaller "
-                                           "than the tile size."}),
-        })
-        return inputs
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, tile_size=None, overlap=None):
-        if tile_size is not None and overlap is not None and overlap >= tile_size:
-            return f"overlap ({overlap} px) must be smaller than tile_size ({tile_size} px)"
-        return True
-
-    def decode(self, vae: InfinityVAE, codes: InfinityCodes, tile_size: int, overlap: int):
+    def execute(cls, vae: InfinityVAE, codes: InfinityCodes, tile_size: int, overlap: int) -> io.NodeOutput:
+        # ComfyUI has checked each widget's min / max; the rule between the two is checked here
+        if overlap >= tile_size:
+            raise InfinityError(f"overlap: {overlap} px must be smaller than tile_size ({tile_size} px)")
         stride = vae.config.downsample
         tiling = Tiling(tile=max(1, tile_size // stride), overlap=overlap // stride)
-        return (decode_images(vae, codes, tiling),)
+        return io.NodeOutput(decode_images(vae, codes, tiling))
 
 
 def decode_images(vae: InfinityVAE, codes: InfinityCodes, tiling: Tiling | None) -> torch.Tensor:
     """Check the pairing, then decode image by image (progress per image) into ComfyUI's IMAGE layout."""
     check_pair(codes.model_config, vae.config, f"model '{codes.model_name}'", f"VAE '{vae.file_name}'")
     batch = codes.codes.shape[0]
-    device = comfy_bridge.load_for_inference(vae.patcher, decode_memory(vae.config, codes.codes, tiling))
+    device = comfy_bridge.load_for_inference(vae.patcher, memory_required=decode_memory(vae.config, codes.codes, tiling))
     image_done = comfy_bridge.progress(batch)
     images = []
     with torch.inference_mode():

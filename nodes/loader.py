@@ -2,7 +2,8 @@
 
 A loaded model is remembered (weakly) by file, modification time and dtype: a second loader node, or the
 same one after ComfyUI dropped its cached output, gets the object that is already in memory instead of
-reading the file again, and a model nobody holds any more is freed as usual.
+reading the file again, and a model nobody holds any more is freed as usual. `fingerprint_inputs` is the
+same file identity, so a file replaced on disk is read again on the next run.
 """
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import weakref
 from typing import Callable, Hashable
 
 import torch
+from comfy_api.latest import io
 
-from ..infinity_core import load_text_encoder, load_transformer, load_vae, prepack_for_cpu
+from infinity_core import InfinityError, load_text_encoder, load_transformer, load_vae
 from . import comfy_bridge, model_folders
-from .types import (INFINITY_MODEL, INFINITY_TEXT_ENCODER, INFINITY_VAE, InfinityModel, InfinityTextEncoder,
-                    InfinityVAE)
+from .schema import node_schema
+from .types import (InfinityModel, InfinityModelSocket, InfinityTextEncoder, InfinityTextEncoderSocket, InfinityVAE,
+                    InfinityVAESocket)
 
 DTYPES: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16,
                                           "fp32": torch.float32}
@@ -41,100 +44,150 @@ def _folder_identity(folder: str) -> tuple:
                                                   for entry in os.scandir(folder) if entry.is_file()))
 
 
-def _dtype_input(what: str) -> tuple:
-    return (list(DTYPES), {"default": "auto", "tooltip":
-            f"Precision of the {what}'s weights. auto: what ComfyUI picks for this device "
-            "(bf16 or fp16 on a GPU, fp32 on the CPU). fp32 is exact but needs twice the memory."})
+def dtype_of(dtype: str) -> torch.dtype | None:
+    """The torch dtype of a dtype widget value (None: auto); a value from a hand-edited workflow that is
+    not in the list is an InfinityError naming the widget."""
+    if dtype not in DTYPES:
+        raise InfinityError(f"dtype: '{dtype}' is not an option; valid: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
 
 
-class InfinityTransformerLoader:
-    DISPLAY_NAME = "Load Infinity Model"
-    DESCRIPTION = ("Loads an Infinity transformer (e.g. infinity_2b_reg.pth or a .safetensors) from models/infinity. "
-                   "The architecture is read from the file.")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = (INFINITY_MODEL,)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The Infinity transformer, for the Infinity Bitwise Sampler.",)
-    FUNCTION = "load"
+def _dtype_input(what: str) -> io.Combo.Input:
+    return io.Combo.Input("dtype", options=list(DTYPES), default="auto", tooltip=(
+        f"Precision of the {what}'s weights. auto: what ComfyUI picks for this device "
+        "(bf16 or fp16 on a GPU, fp32 on the CPU). fp32 is exact but needs twice the memory."))
+
+
+def _validation_error(check: Callable[[], object]) -> bool | str:
+    """True, or the InfinityError's message (ComfyUI shows it and refuses to queue the prompt)."""
+    try:
+        check()
+    except InfinityError as error:
+        return str(error)
+    return True
+
+
+class InfinityTransformerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        names = model_folders.transformer_files()
+        return node_schema(
+            node_id="InfinityTransformerLoader", display_name="Load Infinity Model",
+            description=("Loads an Infinity transformer (e.g. infinity_2b_reg.pth or a .safetensors) from "
+                         "models/infinity. The architecture is read from the file; the list shows transformer "
+                         "files only."),
+            search_aliases=("Infinity 2B", "Infinity 8B", "load transformer", "checkpoint"),
+            inputs=[
+                io.Combo.Input("model_file", options=names,
+                               default=model_folders.preferred_default(names, model_folders.DEMO_TRANSFORMER),
+                               tooltip="Transformer weights in models/infinity. The pack's tiny demo model "
+                                       f"({model_folders.DEMO_TRANSFORMER}) draws coloured shapes."),
+                _dtype_input("transformer"),
+            ],
+            outputs=[InfinityModelSocket.Output(display_name="model",
+                                                tooltip="The Infinity transformer, for the Infinity Bitwise Sampler.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        names = model_folders.transformer_files()
-        return {"required": {
-            "model_file": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_TRANSFORMER),
-                                   "tooltip": "Transformer weights in models/infinity. The pack's tiny demo model "
-                                              f"({model_folders.DEMO_TRANSFORMER}) draws coloured shapes."}),
-            "dtype": _dtype_input("transformer"),
-        }}
+    def validate_inputs(cls, model_file, dtype) -> bool | str:
+        return _validation_error(lambda: (dtype_of(dtype), model_file is None or
+                                          model_folders.transformer_path(model_file)))
 
-    def load(self, model_file: str, dtype: str):
+    @classmethod
+    def fingerprint_inputs(cls, model_file, dtype):
+        return _file_identity(model_folders.transformer_path(model_file))
+
+    @classmethod
+    def execute(cls, model_file: str, dtype: str) -> io.NodeOutput:
         path = model_folders.transformer_path(model_file)
-        placement = comfy_bridge.transformer_placement(DTYPES[dtype])
+        placement = comfy_bridge.transformer_placement(dtype_of(dtype))
 
         def read() -> InfinityModel:
-            module = load_transformer(path, placement.offload_device, placement.dtype)
-            if placement.load_device.type == "cpu":   # it never leaves the CPU: use the oneDNN-prepacked matmuls
-                prepack_for_cpu(module)
-            return InfinityModel(comfy_bridge.managed(module, placement), model_file, placement.dtype)
-        return (_reuse_or_load(("transformer", *_file_identity(path), placement), read),)
+            # prepacked for the CPU's fast matmuls only when it will run on the CPU (a packed model cannot move)
+            module = load_transformer(path, placement.offload_device, placement.dtype,
+                                      prepack=placement.load_device.type == "cpu")
+            return InfinityModel(comfy_bridge.managed(module, placement), model_file)
+        return io.NodeOutput(_reuse_or_load(("transformer", *_file_identity(path), placement), read))
 
 
-class InfinityVAELoader:
-    DISPLAY_NAME = "Load Infinity VAE (Bitwise Tokenizer)"
-    DESCRIPTION = ("Loads the bitwise (BSQ) tokenizer that turns Infinity's codes into pixels, from models/infinity "
-                   "or models/vae. It must match the transformer (e.g. infinity_vae_d32reg for the 2B).")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = (INFINITY_VAE,)
-    RETURN_NAMES = ("vae",)
-    OUTPUT_TOOLTIPS = ("The tokenizer's decoder, for Infinity Tokenizer Decode.",)
-    FUNCTION = "load"
+class InfinityVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        names = model_folders.vae_files()
+        return node_schema(
+            node_id="InfinityVAELoader", display_name="Load Infinity VAE (Bitwise Tokenizer)",
+            description=("Loads the bitwise (BSQ) tokenizer from models/infinity or models/vae: its decoder turns "
+                         "Infinity's codes into pixels, its encoder turns a picture into bits for img2img and "
+                         "inpainting. It must match the transformer (e.g. infinity_vae_d32reg for the 2B)."),
+            search_aliases=("VAE", "tokenizer", "BSQ", "load vae"),
+            inputs=[
+                io.Combo.Input("vae_file", options=names,
+                               default=model_folders.preferred_default(names, model_folders.DEMO_VAE),
+                               tooltip="Tokenizer weights in models/infinity or models/vae; pick the one "
+                                       "trained with your transformer."),
+                _dtype_input("VAE"),
+            ],
+            outputs=[InfinityVAESocket.Output(display_name="vae", tooltip=(
+                "The tokenizer, for Infinity Tokenizer Decode, Infinity Encode Image and the sampler's preview."))],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        names = model_folders.vae_files()
-        return {"required": {
-            "vae_file": (names, {"default": model_folders.preferred_default(names, model_folders.DEMO_VAE),
-                                 "tooltip": "Tokenizer weights in models/infinity or models/vae; pick the one "
-                                            "trained with your transformer."}),
-            "dtype": _dtype_input("VAE"),
-        }}
+    def validate_inputs(cls, vae_file, dtype) -> bool | str:
+        return _validation_error(lambda: (dtype_of(dtype), vae_file is None or model_folders.vae_path(vae_file)))
 
-    def load(self, vae_file: str, dtype: str):
+    @classmethod
+    def fingerprint_inputs(cls, vae_file, dtype):
+        return _file_identity(model_folders.vae_path(vae_file))
+
+    @classmethod
+    def execute(cls, vae_file: str, dtype: str) -> io.NodeOutput:
         path = model_folders.vae_path(vae_file)
-        placement = comfy_bridge.vae_placement(DTYPES[dtype])
+        placement = comfy_bridge.vae_placement(dtype_of(dtype))
 
         def read() -> InfinityVAE:
-            module = load_vae(path, placement.offload_device, placement.dtype, with_encoder=False)
+            with_encoder = model_folders.vae_has_encoder(path)   # a decoder-only file still decodes
+            module = load_vae(path, placement.offload_device, placement.dtype, with_encoder=with_encoder)
             return InfinityVAE(comfy_bridge.managed(module, placement), vae_file)
-        return (_reuse_or_load(("vae", *_file_identity(path), placement), read),)
+        return io.NodeOutput(_reuse_or_load(("vae", *_file_identity(path), placement), read))
 
 
-class InfinityTextEncoderLoader:
-    DISPLAY_NAME = "Load Infinity Text Encoder (T5)"
-    DESCRIPTION = ("Loads a T5 encoder with its tokenizer from a folder under models/text_encoders "
-                   "(for the published models: a local copy of google/flan-t5-xl).")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = (INFINITY_TEXT_ENCODER,)
-    RETURN_NAMES = ("text_encoder",)
-    OUTPUT_TOOLTIPS = ("The T5 text encoder, for Infinity Text Encode.",)
-    FUNCTION = "load"
+class InfinityTextEncoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        names = model_folders.text_encoder_folders()
+        return node_schema(
+            node_id="InfinityTextEncoderLoader", display_name="Load Infinity Text Encoder (T5)",
+            description=("Loads a T5 encoder with its tokenizer from a folder under models/text_encoders "
+                         "(for the published models: a local copy of google/flan-t5-xl). ComfyUI's model "
+                         "management moves it to the GPU to encode and frees it with the other models."),
+            search_aliases=("T5", "flan-t5", "text encoder", "clip"),
+            inputs=[
+                io.Combo.Input("text_encoder_folder", options=names,
+                               default=model_folders.preferred_default(names, model_folders.DEMO_TEXT_ENCODER),
+                               tooltip="A folder under models/text_encoders holding config.json, the weights and "
+                                       "the tokenizer files (flan-t5-xl for the published models; the demo model "
+                                       "has its own small T5)."),
+                _dtype_input("text encoder"),
+            ],
+            outputs=[InfinityTextEncoderSocket.Output(display_name="text_encoder",
+                                                      tooltip="The T5 text encoder, for Infinity Text Encode.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        names = model_folders.text_encoder_folders()
-        return {"required": {
-            "text_encoder_folder": (names, {
-                "default": model_folders.preferred_default(names, model_folders.DEMO_TEXT_ENCODER),
-                "tooltip": "A folder under models/text_encoders holding config.json, the weights and the tokenizer "
-                           "files (flan-t5-xl for the published models; the demo model has its own small T5)."}),
-            "dtype": _dtype_input("text encoder"),
-        }}
+    def validate_inputs(cls, text_encoder_folder, dtype) -> bool | str:
+        return _validation_error(lambda: (dtype_of(dtype), text_encoder_folder is None or
+                                          model_folders.text_encoder_path(text_encoder_folder)))
 
-    def load(self, text_encoder_folder: str, dtype: str):
+    @classmethod
+    def fingerprint_inputs(cls, text_encoder_folder, dtype):
+        return _folder_identity(model_folders.text_encoder_path(text_encoder_folder))
+
+    @classmethod
+    def execute(cls, text_encoder_folder: str, dtype: str) -> io.NodeOutput:
         folder = model_folders.text_encoder_path(text_encoder_folder)
-        placement = comfy_bridge.text_encoder_placement(DTYPES[dtype])
+        placement = comfy_bridge.text_encoder_placement(dtype_of(dtype))
 
         def read() -> InfinityTextEncoder:
             encoder = load_text_encoder(folder, placement.offload_device, placement.dtype)
-            return InfinityTextEncoder(encoder, text_encoder_folder, placement.load_device, placement.offload_device)
-        return (_reuse_or_load(("text_encoder", *_folder_identity(folder), placement), read),)
+            return InfinityTextEncoder(encoder, comfy_bridge.managed(encoder.model, placement), text_encoder_folder)
+        return io.NodeOutput(_reuse_or_load(("text_encoder", *_folder_identity(folder), placement), read))

@@ -3,6 +3,8 @@ demo model the pack ships in its own `models/` folder.
 
 - transformers: the `infinity` folder (registered here: `models/infinity` and `<pack>/models/infinity`);
 - VAEs: the `infinity` and `vae` folders;
+  each list shows only the files of its kind, told apart by the tensor names in the file's header
+  (`weight_file_kind`), never by the file name; a file whose names cannot be read cheaply is listed in both;
 - text encoders: Hugging Face folders (with a config.json) under `text_encoders` and under
   `<pack>/models/text_encoders`. The pack's folder is scanned here only, not registered with ComfyUI,
   so ComfyUI's own CLIP loaders do not list the demo T5's weight file.
@@ -10,11 +12,15 @@ demo model the pack ships in its own `models/` folder.
 from __future__ import annotations
 
 import os
+import zipfile
+from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import folder_paths
+from safetensors import SafetensorError, safe_open
 
-from ..infinity_core import InfinityError
+from infinity_core import InfinityError
 
 INFINITY_FOLDER = "infinity"
 VAE_FOLDERS = (INFINITY_FOLDER, "vae")
@@ -45,12 +51,71 @@ def preferred_default(names: list[str], preferred: str) -> str | None:
     return names[0] if names else None
 
 
+WeightKind = Literal["transformer", "vae"]
+# A tensor name that only one kind of file holds, official or internal naming (and the encoder's, for VAEs)
+KIND_MARKERS: dict[str, str] = {"transformer": "sa.mat_qkv", "vae": "decoder.conv_in"}
+ENCODER_MARKER = "encoder.conv_in"
+PICKLE_RECORD_SUFFIX = "/data.pkl"   # the member of a zip-format .pth that holds the tensor names
+
+
+def _header_names(path: str) -> str | None:
+    """The tensor names of a weight file, read without reading any tensor, as one searchable text:
+    a safetensors header's keys or the pickled record of a zip .pth (names and
+    structure only; never unpickled). None when they cannot be read that cheaply (a legacy pickle)."""
+    try:
+        if path.endswith(".safetensors"):
+            with safe_open(path, framework="pt", device="cpu") as weights:
+                return "\n".join(weights.keys())
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                record = next((n for n in archive.namelist() if n.endswith(PICKLE_RECORD_SUFFIX)), None)
+                return archive.read(record).decode("latin-1") if record else None
+    except (OSError, SafetensorError, zipfile.BadZipFile, UnicodeDecodeError):
+        return None
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _kind_by_identity(path: str, modified_ns: int, size: int) -> tuple[str | None, bool | None]:
+    names = _header_names(path)
+    if names is None:
+        return None, None
+    kind = next((kind for kind, marker in KIND_MARKERS.items() if marker in names), None)
+    return kind, ENCODER_MARKER in names
+
+
+def _sniff(path: str) -> tuple[str | None, bool | None]:
+    stat = os.stat(path)
+    return _kind_by_identity(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+def weight_file_kind(path: str) -> WeightKind | None:
+    """"transformer" or "vae" from the tensor names in the file's header; None when unknown."""
+    return _sniff(path)[0]
+
+
+def vae_has_encoder(path: str) -> bool:
+    """Whether a VAE file holds the encoder too (assumed when its names cannot be read cheaply)."""
+    has_encoder = _sniff(path)[1]
+    return True if has_encoder is None else has_encoder
+
+
+def _files_of_kind(folders: tuple[str, ...], kind: WeightKind) -> list[str]:
+    names = set()
+    for folder in folders:
+        for name in folder_paths.get_filename_list(folder):
+            path = folder_paths.get_full_path(folder, name)
+            if path is not None and weight_file_kind(path) in (kind, None):
+                names.add(name)
+    return sorted(names)
+
+
 def transformer_files() -> list[str]:
-    return folder_paths.get_filename_list(INFINITY_FOLDER)
+    return _files_of_kind((INFINITY_FOLDER,), "transformer")
 
 
 def vae_files() -> list[str]:
-    return sorted({name for folder in VAE_FOLDERS for name in folder_paths.get_filename_list(folder)})
+    return _files_of_kind(VAE_FOLDERS, "vae")
 
 
 def _resolve_file(folders: tuple[str, ...], name: str, what: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from server import PromptServer
 
-from ..infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, get_schedule
+from infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, get_schedule
 
 OUTPUT_SIZES_ROUTE = "/infinity/output_sizes"
 

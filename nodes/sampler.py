@@ -1,86 +1,64 @@
-"""Bitwise sampler nodes: widgets -> `infinity_core.generate` -> INFINITY_CODES.
+"""Bitwise sampler nodes: widgets -> `infinity_core.SamplingConfig` -> `generate` -> INFINITY_CODES.
 
-The simple sampler takes one cfg for every scale; the advanced one a per-scale cfg schedule ("3, 3, 4"),
-checked when the prompt is queued. Defaults come from the core (`generate`'s signature), the one place
-they are decided.
+The simple sampler takes one cfg for every scale; the advanced one a per-scale cfg schedule ("3, 3, 4").
+Every setting is checked by `SamplingConfig` (the core's one home of defaults and ranges) when the prompt
+is queued, so a bad value is refused before any work, with a message that starts with the widget's name.
+
+Optional inputs: a VAE (the paired one) turns on a preview frame per scale; an encoded image (from
+Infinity Encode Image) starts the generation from a picture: its first `keep_scales` scales are kept
+(img2img), and with a mask only the masked region is redrawn (inpainting).
 """
 from __future__ import annotations
 
-import inspect
-import math
-import re
-from dataclasses import dataclass
+from comfy_api.latest import io
 
-import torch
+from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, TAU_RANGE, TOP_K_RANGE,
+                           TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
+                           per_scale_values, sampling_memory)
+from . import comfy_bridge, previews
+from .schema import node_schema
+from .types import (InfinityCodes, InfinityCodesSocket, InfinityConditioning, InfinityConditioningSocket,
+                    InfinityEncodedImage, InfinityEncodedImageSocket, InfinityModel, InfinityModelSocket,
+                    InfinityVAE, InfinityVAESocket)
 
-from ..infinity_core import (ASPECT_PRESETS, PIXEL_BUDGETS, InfinityError, Schedule, TransformerConfig, generate,
-                             get_schedule)
-from . import comfy_bridge
-from .types import INFINITY_CODES, INFINITY_COND, INFINITY_MODEL, InfinityCodes, InfinityConditioning, InfinityModel
-
-CORE_DEFAULTS = {name: p.default for name, p in inspect.signature(generate).parameters.items()}
+DEFAULTS = SamplingConfig()
 DEFAULT_PIXELS = "0.06M"   # 256 x 256 at 1:1: the shipped demo model's size, and quick on a CPU
-CFG_RANGE = (0.0, 100.0)
-MAX_BATCH = 64
+MAX_SCALES = max(PIXEL_BUDGETS.values())
+ALIASES = ("sampler", "KSampler", "text to image", "txt2img", "img2img", "inpaint", "next-scale prediction")
 
 
-@dataclass(frozen=True)
-class SamplerSettings:
-    seed: int
-    cfg: float | tuple[float, ...]   # one value, or one per scale
-    tau: float
-    top_k: int
-    top_p: float
-    aspect_ratio: str                # a name of ASPECT_PRESETS
-    pixels: str                      # a name of PIXEL_BUDGETS
-    batch_size: int
-
-    def schedule(self) -> Schedule:
-        if self.aspect_ratio not in ASPECT_PRESETS:
-            raise InfinityError(f"aspect_ratio '{self.aspect_ratio}' is not a preset; "
-                                f"use one of {list(ASPECT_PRESETS)}")
-        return get_schedule(ASPECT_PRESETS[self.aspect_ratio], self.pixels)
-
-    @property
-    def guided(self) -> bool:
-        values = self.cfg if isinstance(self.cfg, tuple) else (self.cfg,)
-        return any(value != 1 for value in values)
+def check_aspect_ratio(aspect_ratio: str | None) -> None:
+    if aspect_ratio is not None and aspect_ratio not in ASPECT_PRESETS:
+        raise InfinityError(f"aspect_ratio: '{aspect_ratio}' is not a preset; valid: {', '.join(ASPECT_PRESETS)}")
 
 
-def parse_cfg_schedule(text: str, num_scales: int) -> tuple[float, ...]:
-    """'3, 3, 4' -> one cfg per scale; the last value repeats over the scales the text leaves out."""
-    words = [word for word in re.split(r"[,\s]+", text.strip()) if word]
-    if not words:
-        raise InfinityError("cfg_schedule is empty; give one cfg per scale, e.g. '3, 3, 3, 4' "
-                            "(the last value repeats for the remaining scales)")
-    if len(words) > num_scales:
-        raise InfinityError(f"cfg_schedule lists {len(words)} values but this pixel budget has only {num_scales} "
-                            f"scales; give at most {num_scales}")
-    values = []
-    for position, word in enumerate(words, start=1):
-        try:
-            value = float(word)
-        except ValueError:
-            raise InfinityError(f"cfg_schedule value {position} ('{word}') is not a number") from None
-        if not (math.isfinite(value) and CFG_RANGE[0] <= value <= CFG_RANGE[1]):
-            raise InfinityError(f"cfg_schedule value {position} ({word}) is outside {CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}")
-        values.append(value)
-    return tuple(values + values[-1:] * (num_scales - len(values)))
+def sampling_config(cfg, aspect_ratio: str | None, encoded_image: InfinityEncodedImage | None = None,
+                    **widgets) -> SamplingConfig:
+    """The core config of the widget values (None: linked, the default stands in while validating). With
+    an encoded image its schedule sets the size; the aspect_ratio and pixels widgets are not used."""
+    check_aspect_ratio(aspect_ratio)
+    if encoded_image is not None:
+        widgets["pixels"] = encoded_image.pixels
+        h_div_w = encoded_image.schedule.h_div_w
+    else:
+        h_div_w = ASPECT_PRESETS[aspect_ratio] if aspect_ratio is not None else None
+    return SamplingConfig.from_keywords({"h_div_w": h_div_w, "cfg": cfg, **widgets})
 
 
-def cfg_per_scale(cfg_schedule: str, pixels: str) -> tuple[float, ...]:
-    """The advanced sampler's cfg schedule, checked against the number of scales of the pixel budget."""
+def cfg_schedule_values(cfg_schedule: str, pixels: str) -> tuple[float, ...]:
+    """The advanced sampler's text, parsed and checked against the number of scales of `pixels`."""
     if pixels not in PIXEL_BUDGETS:
-        raise InfinityError(f"pixel budget '{pixels}' does not exist; use one of {list(PIXEL_BUDGETS)}")
-    return parse_cfg_schedule(cfg_schedule, PIXEL_BUDGETS[pixels])
+        raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {pixels!r}")
+    values = parse_per_scale(cfg_schedule, "cfg_schedule")
+    return per_scale_values("cfg_schedule", values, PIXEL_BUDGETS[pixels], CFG_RANGE)
 
 
-def sampling_memory(config: TransformerConfig, schedule: Schedule, rows: int, dtype: torch.dtype) -> int:
-    """Bytes a run needs besides the weights: the KV cache of the whole schedule (allocated up front and
-    by far the largest part) plus the widest activation, the FFN hidden of the last scale, twice."""
-    largest_scale = max(h * w for h, w in schedule.grids)
-    kv_cache = 2 * config.depth * rows * schedule.num_tokens * config.width * dtype.itemsize
-    return kv_cache + 2 * rows * largest_scale * config.ffn_hidden * 4
+def _validation_error(check) -> bool | str:
+    try:
+        check()
+    except InfinityError as error:
+        return str(error)
+    return True
 
 
 def _check_text_width(model: InfinityModel, conditioning: InfinityConditioning) -> None:
@@ -91,89 +69,146 @@ def _check_text_width(model: InfinityModel, conditioning: InfinityConditioning) 
                             "(flan-t5-xl for the published models)")
 
 
-def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, settings: SamplerSettings) -> InfinityCodes:
+def _initial_image(model: InfinityModel, encoded_image: InfinityEncodedImage | None, keep_scales: int,
+                   num_scales: int) -> dict:
+    """generate's img2img / inpainting keywords, checked against the model and the schedule."""
+    if encoded_image is None:
+        if keep_scales:
+            raise InfinityError(f"keep_scales: {keep_scales} needs an encoded_image (from Infinity Encode Image); "
+                                "without one, set it to 0")
+        return {}
+    if keep_scales > num_scales:
+        raise InfinityError(f"keep_scales: {keep_scales} is more than the {num_scales} scales of the encoded "
+                            f"image's schedule (pixels {encoded_image.pixels}); valid: 0 .. {num_scales}")
+    per_token = encoded_image.vae_bits * (4 if model.config.spatial_patchify else 1)
+    if per_token != model.config.bits_per_token:
+        raise InfinityError(f"encoded_image: VAE '{encoded_image.vae_name}' gives {encoded_image.vae_bits}-bit codes "
+                            f"but model '{model.file_name}' predicts {model.config.bits_per_token} bits per token; "
+                            "encode with the VAE trained with this model")
+    return {"init_bits": list(encoded_image.bits), "init_scales": keep_scales, "mask": encoded_image.mask}
+
+
+def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config: SamplingConfig,
+                vae: InfinityVAE | None, encoded_image: InfinityEncodedImage | None, keep_scales: int) -> InfinityCodes:
     _check_text_width(model, conditioning)
-    schedule = settings.schedule()
-    rows = settings.batch_size * (2 if settings.guided else 1)
-    comfy_bridge.load_for_inference(model.patcher, sampling_memory(model.config, schedule, rows, model.compute_dtype))
-    result = generate(model.patcher.model, conditioning.positive, conditioning.negative,
-                      h_div_w=ASPECT_PRESETS[settings.aspect_ratio], pixels=settings.pixels, cfg=settings.cfg,
-                      tau=settings.tau, top_k=settings.top_k, top_p=settings.top_p, seed=settings.seed,
-                      batch_size=settings.batch_size, callback=comfy_bridge.progress(schedule.num_scales))
+    schedule = config.schedule
+    from_image = _initial_image(model, encoded_image, keep_scales, schedule.num_scales)
+    preview = None
+    if vae is not None and comfy_bridge.previews_enabled():
+        check_pair(model.config, vae.config, f"model '{model.file_name}'", f"VAE '{vae.file_name}'")
+        preview = previews.renderer(vae)
+    transformer = model.patcher.model
+    memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
+    comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
+    result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
+                      callback=comfy_bridge.progress(schedule.num_scales, preview), **from_image)
     return InfinityCodes(result.codes.to(comfy_bridge.intermediate_device()), model.config, model.file_name)
 
 
-def _sampler_inputs(cfg_input: tuple) -> dict:
-    """The sampler's inputs in widget order, with `cfg_input` as the guidance widget."""
-    return {"required": {
-        "model": (INFINITY_MODEL, {"tooltip": "From Load Infinity Model."}),
-        "conditioning": (INFINITY_COND, {"tooltip": "From Infinity Text Encode."}),
-        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                         "tooltip": "Random seed. The same seed and settings give the same image."}),
-        cfg_input[0]: cfg_input[1],
-        "tau": ("FLOAT", {"default": CORE_DEFAULTS["tau"], "min": 0.01, "max": 5.0, "step": 0.01,
-                          "tooltip": "Temperature of the bit logits: lower is sharper and less varied."}),
-        "top_k": ("INT", {"default": CORE_DEFAULTS["top_k"], "min": 0, "max": 10000,
-                          "tooltip": "Top-k per bit, as upstream (900). A bit has two outcomes, so only 1 (greedy) "
-                                     "changes anything; 0 turns it off."}),
-        "top_p": ("FLOAT", {"default": CORE_DEFAULTS["top_p"], "min": 0.0, "max": 1.0, "step": 0.01,
-                            "tooltip": "Top-p per bit: a bit whose less likely value has probability at most "
-                                       "1 - top_p is set to the likely one. 0 turns it off."}),
-        "aspect_ratio": (list(ASPECT_PRESETS), {
-            "default": "1:1", "tooltip": "Width:height of the image, one of the official templates."}),
-        "pixels": (list(PIXEL_BUDGETS), {"default": DEFAULT_PIXELS,
-                                         "tooltip": "Pixel budget: 0.06M is about 256x256 (7 scales), 1M about "
-                                                    "1024x1024 (13 scales). The published 2B/8B models are made for "
-                                                    "1M, the demo model for 0.06M."}),
-        "batch_size": ("INT", {"default": 1, "min": 1, "max": MAX_BATCH,
-                               "tooltip": "Images sampled together (each from its own random draws)."}),
-    }}
+def _sampler_inputs(guidance: io.Input) -> list[io.Input]:
+    """The sampler's inputs: sockets, then widgets in the order saved workflows store them, then the
+    optional inputs added later (appended, so older workflows keep their widget values)."""
+    return [
+        InfinityModelSocket.Input("model", tooltip="From Load Infinity Model."),
+        InfinityConditioningSocket.Input("conditioning", tooltip="From Infinity Text Encode."),
+        io.Int.Input("seed", default=DEFAULTS.seed, min=SEED_RANGE[0], max=SEED_RANGE[1], control_after_generate=True,
+                     tooltip="Random seed. The same seed and settings give the same image; image i of a batch is "
+                             "the single image of seed + i."),
+        guidance,
+        io.Float.Input("tau", default=DEFAULTS.tau, min=TAU_RANGE[0], max=TAU_RANGE[1], step=0.01,
+                       tooltip="Temperature of the bit logits: lower is sharper and less varied."),
+        io.Int.Input("top_k", default=DEFAULTS.top_k, min=TOP_K_RANGE[0], max=TOP_K_RANGE[1],
+                     tooltip="Top-k per bit, as upstream (900). A bit has two outcomes, so only 1 (greedy) changes "
+                             "anything; 0 turns it off."),
+        io.Float.Input("top_p", default=DEFAULTS.top_p, min=TOP_P_RANGE[0], max=TOP_P_RANGE[1], step=0.01,
+                       tooltip="Top-p per bit: a bit whose less likely value has probability at most 1 - top_p is "
+                               "set to the likely one. 0 turns it off."),
+        io.Combo.Input("aspect_ratio", options=list(ASPECT_PRESETS), default="1:1",
+                       tooltip="Width:height of the image, one of the official templates. With an encoded_image, "
+                               "the image's own schedule is used instead."),
+        io.Combo.Input("pixels", options=list(PIXEL_BUDGETS), default=DEFAULT_PIXELS,
+                       tooltip="Pixel budget: 0.06M is about 256x256 (7 scales), 1M about 1024x1024 (13 scales). "
+                               "The published 2B/8B models are made for 1M, the demo model for 0.06M. With an "
+                               "encoded_image, the image's own budget is used instead."),
+        io.Int.Input("batch_size", default=DEFAULTS.batch_size, min=1, max=MAX_BATCH,
+                     tooltip="Images sampled together; image i is the image of seed + i."),
+        io.Int.Input("keep_scales", default=0, min=0, max=MAX_SCALES, optional=True,
+                     tooltip="With an encoded_image: how many coarse scales are taken from the picture (img2img; "
+                             "like denoise = 1 - keep_scales / scales). 0: none, the picture only guides the "
+                             "unmasked region of an inpainting mask. Without an encoded_image it must be 0."),
+        InfinityVAESocket.Input("vae", optional=True,
+                                tooltip="Optional: the VAE of this model, for a preview of the image at every scale "
+                                        "(unless ComfyUI runs with --preview-method none)."),
+        InfinityEncodedImageSocket.Input("encoded_image", optional=True,
+                                         tooltip="Optional: a picture from Infinity Encode Image, for img2img "
+                                                 "(keep_scales) and, with its mask, inpainting."),
+    ]
 
 
-class InfinityBitwiseSampler:
-    DISPLAY_NAME = "Infinity Bitwise Sampler"
-    DESCRIPTION = ("Generates an image scale by scale (next-scale prediction of bits), coarse to fine. "
-                   "The progress bar advances once per scale; cancel stops it after the current scale.")
-    CATEGORY = "Infinity"
-    RETURN_TYPES = (INFINITY_CODES,)
-    RETURN_NAMES = ("codes",)
-    OUTPUT_TOOLTIPS = ("The image's bitwise codes, for Infinity Tokenizer Decode.",)
-    FUNCTION = "sample"
+_OUTPUTS = [InfinityCodesSocket.Output(display_name="codes",
+                                       tooltip="The image's bitwise codes, for Infinity Tokenizer Decode.")]
+
+
+class InfinityBitwiseSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return node_schema(
+            node_id="InfinityBitwiseSampler", display_name="Infinity Bitwise Sampler",
+            description=("Generates an image scale by scale (next-scale prediction of bits), coarse to fine. The "
+                         "progress bar advances once per scale (with a preview when a VAE is connected); cancel "
+                         "stops it after the current scale."),
+            search_aliases=ALIASES,
+            inputs=_sampler_inputs(io.Float.Input(
+                "cfg", default=DEFAULTS.cfg, min=CFG_RANGE[0], max=CFG_RANGE[1], step=0.1, round=0.01,
+                tooltip="Classifier-free guidance: how strongly the prompt (vs. the negative prompt) steers every "
+                        "scale. 1 turns guidance off and halves the work.")),
+            outputs=_OUTPUTS,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return _sampler_inputs(("cfg", ("FLOAT", {
-            "default": CORE_DEFAULTS["cfg"], "min": CFG_RANGE[0], "max": CFG_RANGE[1], "step": 0.1, "round": 0.01,
-            "tooltip": "Classifier-free guidance: how strongly the prompt (vs. the negative prompt) steers "
-                       "every scale. 1 turns guidance off and halves the work."})))
-
-    def sample(self, model: InfinityModel, conditioning: InfinityConditioning, **widgets):
-        return (run_sampler(model, conditioning, SamplerSettings(**widgets)),)
-
-
-class InfinityBitwiseSamplerAdvanced(InfinityBitwiseSampler):
-    DISPLAY_NAME = "Infinity Bitwise Sampler (Advanced)"
-    DESCRIPTION = "The Infinity Bitwise Sampler with a cfg for each scale instead of one for all."
+    def validate_inputs(cls, seed, cfg, tau, top_k, top_p, aspect_ratio, pixels, batch_size) -> bool | str:
+        return _validation_error(lambda: sampling_config(cfg, aspect_ratio, seed=seed, tau=tau, top_k=top_k,
+                                                         top_p=top_p, pixels=pixels, batch_size=batch_size))
 
     @classmethod
-    def INPUT_TYPES(cls):
-        default = ", ".join([f"{CORE_DEFAULTS['cfg']:g}"] * PIXEL_BUDGETS[DEFAULT_PIXELS])
-        return _sampler_inputs(("cfg_schedule", ("STRING", {
-            "default": default, "multiline": False,
-            "tooltip": "One cfg per scale, coarse to fine, separated by commas, each "
-                       f"{CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}. The last value repeats for the scales left out; "
-                       "the pixel budget sets the number of scales (shown under the node)."})))
+    def execute(cls, model: InfinityModel, conditioning: InfinityConditioning, seed: int, cfg: float, tau: float,
+                top_k: int, top_p: float, aspect_ratio: str, pixels: str, batch_size: int, keep_scales: int = 0,
+                vae: InfinityVAE | None = None, encoded_image: InfinityEncodedImage | None = None) -> io.NodeOutput:
+        config = sampling_config(cfg, aspect_ratio, encoded_image, seed=seed, tau=tau, top_k=top_k, top_p=top_p,
+                                 pixels=pixels, batch_size=batch_size)
+        return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))
+
+
+class InfinityBitwiseSamplerAdvanced(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        default = ", ".join([f"{DEFAULTS.cfg:g}"] * PIXEL_BUDGETS[DEFAULT_PIXELS])
+        return node_schema(
+            node_id="InfinityBitwiseSamplerAdvanced", display_name="Infinity Bitwise Sampler (Advanced)",
+            description="The Infinity Bitwise Sampler with a cfg for each scale instead of one for all.",
+            search_aliases=(*ALIASES, "cfg schedule", "per-scale cfg"),
+            inputs=_sampler_inputs(io.String.Input(
+                "cfg_schedule", default=default, multiline=False,
+                tooltip="One cfg per scale, coarse to fine, separated by commas, each "
+                        f"{CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}. The last value repeats for the scales left out; the "
+                        "pixel budget sets the number of scales (shown under the node).")),
+            outputs=_OUTPUTS,
+        )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, cfg_schedule=None, pixels=None):
-        if cfg_schedule is None or pixels is None:   # fed by a link: checked when the node runs
-            return True
-        try:
-            cfg_per_scale(cfg_schedule, pixels)
-        except InfinityError as error:
-            return str(error)
-        return True
+    def validate_inputs(cls, seed, cfg_schedule, tau, top_k, top_p, aspect_ratio, pixels, batch_size) -> bool | str:
+        def check():
+            cfg = None if cfg_schedule is None or pixels is None else cfg_schedule_values(cfg_schedule, pixels)
+            sampling_config(cfg, aspect_ratio, seed=seed, tau=tau, top_k=top_k, top_p=top_p, pixels=pixels,
+                            batch_size=batch_size)
+        return _validation_error(check)
 
-    def sample(self, model: InfinityModel, conditioning: InfinityConditioning, cfg_schedule: str, **widgets):
-        cfg = cfg_per_scale(cfg_schedule, widgets["pixels"])
-        return (run_sampler(model, conditioning, SamplerSettings(cfg=cfg, **widgets)),)
+    @classmethod
+    def execute(cls, model: InfinityModel, conditioning: InfinityConditioning, seed: int, cfg_schedule: str,
+                tau: float, top_k: int, top_p: float, aspect_ratio: str, pixels: str, batch_size: int,
+                keep_scales: int = 0, vae: InfinityVAE | None = None,
+                encoded_image: InfinityEncodedImage | None = None) -> io.NodeOutput:
+        pixels = encoded_image.pixels if encoded_image is not None else pixels
+        config = sampling_config(cfg_schedule_values(cfg_schedule, pixels), aspect_ratio, encoded_image, seed=seed,
+                                 tau=tau, top_k=top_k, top_p=top_p, pixels=pixels, batch_size=batch_size)
+        return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))

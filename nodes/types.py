@@ -1,8 +1,9 @@
 """The custom socket types of the pack and the objects that travel on them.
 
 Own type names (not MODEL / VAE / CONDITIONING) mean ComfyUI refuses to wire a Stable Diffusion model,
-VAE or conditioning into an Infinity socket, and the other way round. Each object keeps the name of the
-file it came from, so an error further down the graph can name the files at fault.
+VAE or conditioning into an Infinity socket, and the other way round. The names are those saved
+workflows reference; never rename them. Each object keeps the name of the file it came from, so an
+error further down the graph can name the files at fault.
 """
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from comfy_api.latest import io
 
-from ..infinity_core import T5TextEncoder, TextCondition, TransformerConfig, VAEConfig
+from infinity_core import Schedule, T5TextEncoder, TextCondition, TransformerConfig, VAEConfig
 
-INFINITY_MODEL = "INFINITY_MODEL"
-INFINITY_VAE = "INFINITY_VAE"
-INFINITY_TEXT_ENCODER = "INFINITY_TEXT_ENCODER"
-INFINITY_COND = "INFINITY_COND"
-INFINITY_CODES = "INFINITY_CODES"
+InfinityModelSocket = io.Custom("INFINITY_MODEL")
+InfinityVAESocket = io.Custom("INFINITY_VAE")
+InfinityTextEncoderSocket = io.Custom("INFINITY_TEXT_ENCODER")
+InfinityConditioningSocket = io.Custom("INFINITY_COND")
+InfinityCodesSocket = io.Custom("INFINITY_CODES")
+InfinityEncodedImageSocket = io.Custom("INFINITY_ENCODED_IMAGE")
 
 
 @dataclass(eq=False)
@@ -26,7 +29,6 @@ class InfinityModel:
 
     patcher: Any
     file_name: str
-    compute_dtype: torch.dtype   # dtype of the block weights, hence of the KV cache
 
     @property
     def config(self) -> TransformerConfig:
@@ -35,7 +37,8 @@ class InfinityModel:
 
 @dataclass(eq=False)
 class InfinityVAE:
-    """INFINITY_VAE: the bitwise (BSQ) tokenizer's decoder, wrapped in a ComfyUI ModelPatcher."""
+    """INFINITY_VAE: the bitwise (BSQ) tokenizer (decoder, and the encoder when the file has one) in a
+    ComfyUI ModelPatcher."""
 
     patcher: Any
     file_name: str
@@ -44,15 +47,19 @@ class InfinityVAE:
     def config(self) -> VAEConfig:
         return self.patcher.model.config
 
+    @property
+    def has_encoder(self) -> bool:
+        return self.patcher.model.encoder is not None
+
 
 @dataclass(eq=False)
 class InfinityTextEncoder:
-    """INFINITY_TEXT_ENCODER: a T5 encoder and its tokenizer, resting on `offload_device` between encodes."""
+    """INFINITY_TEXT_ENCODER: a T5 encoder and its tokenizer; `patcher` wraps the T5 module so that
+    ComfyUI's model management loads it before an encode and can free it."""
 
     encoder: T5TextEncoder
+    patcher: Any
     folder_name: str
-    load_device: torch.device
-    offload_device: torch.device
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,17 @@ class InfinityCodes:
     codes: torch.Tensor
     model_config: TransformerConfig
     model_name: str
+
+
+@dataclass(frozen=True)
+class InfinityEncodedImage:
+    """INFINITY_ENCODED_IMAGE: a picture encoded by the VAE on a schedule's grids, for img2img and
+    inpainting. `bits` is what `generate(init_bits=)` takes (per scale [B, h, w, d] uint8 on the VAE
+    grids); `mask` is [B, H, W] in 0..1 at the schedule's image size (1 = redraw) or None."""
+
+    bits: tuple[torch.Tensor, ...]
+    schedule: Schedule
+    pixels: str            # the schedule's pixel budget, a key of PIXEL_BUDGETS
+    mask: torch.Tensor | None
+    vae_name: str
+    vae_bits: int          # the VAE's code width, to check it against the sampler's model

@@ -13,8 +13,8 @@ load_requests = []          # (patcher, memory_required, force_full_load) per ca
 _interrupted = False
 
 
-class InterruptProcessingException(Exception):
-    pass
+class InterruptProcessingException(BaseException):
+    """A BaseException, as in current ComfyUI: `except Exception` does not swallow a cancel."""
 
 
 def get_torch_device():

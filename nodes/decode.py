@@ -8,26 +8,12 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from infinity_core import InfinityError, VAEConfig, check_pair
+from infinity_core import InfinityError, check_pair
+from infinity_core.tokenizer.autoencoder import decode_memory
 from infinity_core.tokenizer.tiling import Tiling
 from . import comfy_bridge
 from .schema import node_schema
 from .types import InfinityCodes, InfinityCodesSocket, InfinityVAE, InfinityVAESocket
-
-LIVE_FULL_RESOLUTION_MAPS = 8   # decoder activations alive at once at full resolution (a generous estimate)
-
-
-def pixel_memory(config: VAEConfig, height: int, width: int) -> int:
-    """Bytes the VAE's full-resolution activations take for one (height x width) picture, encode or decode."""
-    channels = config.base_channels * config.channel_mult[0]
-    return LIVE_FULL_RESOLUTION_MAPS * height * width * channels * 4
-
-
-def decode_memory(config: VAEConfig, codes: torch.Tensor, tiling: Tiling | None = None) -> int:
-    """Bytes one image's (or one tile's) decode needs besides the weights (images are decoded one at a time)."""
-    height, width = (min(side, tiling.tile) if tiling else side for side in codes.shape[-2:])
-    return pixel_memory(config, height * config.downsample, width * config.downsample)
-
 
 def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] in [-1, 1] -> [B, H, W, 3] float32 in 0..1."""
@@ -95,7 +81,8 @@ def decode_images(vae: InfinityVAE, codes: InfinityCodes, tiling: Tiling | None)
     """Check the pairing, then decode image by image (progress per image) into ComfyUI's IMAGE layout."""
     check_pair(codes.model_config, vae.config, f"model '{codes.model_name}'", f"VAE '{vae.file_name}'")
     batch = codes.codes.shape[0]
-    device = comfy_bridge.load_for_inference(vae.patcher, memory_required=decode_memory(vae.config, codes.codes, tiling))
+    memory = decode_memory(vae.config, tuple(codes.codes.shape[-2:]), tiling, dtype=vae.patcher.model.dtype)
+    device = comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
     image_done = comfy_bridge.progress(batch)
     images = []
     with torch.inference_mode():

@@ -11,9 +11,10 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, InfinityError, get_schedule
-from infinity_core.image_in import encode_image, fit_image, fit_mask, pad_for_outpaint, schedule_for_image
+from infinity_core.image_in import encode_image, fit_image, fit_mask, pad_for_outpaint, schedule_for_image, vae_grids
+from infinity_core.tokenizer.autoencoder import decode_memory
 from . import comfy_bridge
-from .decode import pixel_memory, to_comfy_image
+from .decode import to_comfy_image
 from .schema import node_schema
 from .types import InfinityEncodedImage, InfinityEncodedImageSocket, InfinityVAE, InfinityVAESocket
 
@@ -111,9 +112,10 @@ class InfinityEncodeImage(io.ComfyNode):
         fitted_mask = None
         if mask is not None:
             fitted_mask = fit_mask(mask, schedule, fit, image_size=(height, width), batch_size=pictures.shape[0])
-        out_h, out_w = schedule.image_size
-        comfy_bridge.load_for_inference(vae.patcher,
-                                        memory_required=pictures.shape[0] * pixel_memory(vae.config, out_h, out_w))
+        # the encoder mirrors the decoder's levels: its activation peak is taken as the decode's at the same size
+        memory = decode_memory(vae.config, vae_grids(vae.patcher.model, schedule)[-1], batch_size=pictures.shape[0],
+                               dtype=vae.patcher.model.dtype)
+        comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
         bits = encode_image(vae.patcher.model, pictures, schedule, fit, upscale_method)
         shown = to_comfy_image(fit_image(pictures, schedule, fit, upscale_method))
         device = comfy_bridge.intermediate_device()

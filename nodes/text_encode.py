@@ -1,7 +1,10 @@
-"""Text encode node: prompt and negative prompt -> INFINITY_COND (T5 features, via the core's encoder)."""
+"""Text encode node: prompt and negative prompt -> INFINITY_COND (T5 features, via the core's encoder).
+
+What the tokenizer silently loses (words it does not know become <unk>; text past 512 tokens is cut) is
+logged by the core and shown on the node as text, without failing the run."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from infinity_core import TextCondition
 from . import comfy_bridge
@@ -37,4 +40,6 @@ class InfinityTextEncode(io.ComfyNode):
         negative = TextCondition.from_features(features[1:]) if len(features) > 1 else None
         conditioning = InfinityConditioning(TextCondition.from_features(features[:1]), negative,
                                             text_encoder.folder_name)
-        return io.NodeOutput(conditioning)
+        warnings = [f"{name}: {warning}" for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt))
+                    for warning in text_encoder.encoder.prompt_warnings(text)]
+        return io.NodeOutput(conditioning, ui=ui.PreviewText("\n".join(warnings)))

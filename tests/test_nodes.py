@@ -450,6 +450,20 @@ def test_text_encoder_is_loaded_by_model_management_before_it_encodes(registry, 
     assert cond.negative is not None and cond.positive.batch_size == 1
 
 
+def test_prompt_warnings_are_shown_on_the_node_without_failing(registry, models):
+    """Words the tokenizer does not know (they become <unk>) are named on the node, per prompt; a clean
+    prompt shows nothing."""
+    encode = registry["InfinityTextEncode"].execute
+    output = encode(text_encoder=models["text_encoder"], prompt="a red zebra circle", negative_prompt="blurry")
+    (text,) = output.ui.as_dict()["text"]
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("prompt: ") and "'zebra'" in lines[0]
+    assert lines[1].startswith("negative_prompt: ") and "'blurry'" in lines[1]
+    assert output.args[0].positive.batch_size == 1
+    clean = encode(text_encoder=models["text_encoder"], prompt=PROMPT, negative_prompt="")
+    assert clean.ui.as_dict()["text"] == ("",)
+
+
 def test_empty_negative_prompt_uses_the_learned_unconditional_text(registry, models):
     (cond,) = run(registry, "InfinityTextEncode", text_encoder=models["text_encoder"], prompt=PROMPT,
                   negative_prompt="  ")

@@ -179,6 +179,36 @@ def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, botto
     return padded, fit_mask(mask, schedule, "pad", batch_size=batch), schedule
 
 
+def paste_outside_mask(decoded: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor,
+                       ramp: int = PIXELS_PER_TOKEN) -> torch.Tensor:
+    """The last step of inpainting: `reference` where the mask keeps the picture, `decoded` inside it.
+
+    decoded, reference [B, 3, H, W] (the decoded generation; the fitted input or its VAE reconstruction),
+    mask [H, W] or [B, H, W] at that size (1 = redraw; a pixel is redrawn from 0.5 up, as the sampler
+    reads it). Over the first `ramp` px inside the mask the two are mixed linearly by the (chessboard)
+    distance to the nearest kept pixel, so the edge does not show a step. Needed because the VAE decoder
+    is not local (GroupNorm statistics span the whole image, and its convolutions reach several tokens):
+    kept codes alone do not give kept pixels."""
+    if decoded.shape != reference.shape or decoded.dim() != 4:
+        raise InfinityError(f"reference: must have the decoded image's shape {tuple(decoded.shape)}, "
+                            f"got {tuple(reference.shape)}")
+    if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
+        raise InfinityError(f"ramp: must be a whole number of pixels >= 0, got {ramp!r}")
+    masks = _as_masks(mask, decoded.shape[0])                                # [B, 1, H, W]
+    if tuple(masks.shape[-2:]) != tuple(decoded.shape[-2:]):
+        raise InfinityError(f"mask: is {tuple(masks.shape[-2:])} but the image is {tuple(decoded.shape[-2:])}; "
+                            "fit it with fit_mask first")
+    kept = (masks < 0.5).to(decoded.device, torch.float32)                   # [B, 1, H, W]
+    inside = 1 - kept
+    if ramp:                         # 1 - kept grown by r, summed over r < ramp: min(distance, ramp) / ramp
+        covered, weight = kept, torch.zeros_like(kept)
+        for _ in range(ramp):
+            weight += 1 - covered
+            covered = F.max_pool2d(covered, 3, stride=1, padding=1)
+        inside = weight / ramp
+    return torch.lerp(reference.float(), decoded.float(), inside)
+
+
 def _feather(height: int, width: int, feather: int, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
     """[H, W] mask of the old image: ((feather - d) / feather)^2 within `feather` px of a padded side, else 0."""
     if feather == 0:

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from infinity_core import InfinityError, get_schedule, load_vae
 from infinity_core.config import VAEConfig
-from infinity_core.image_in import (RESAMPLE_MODES, encode_image, fit_image, fit_mask, pad_for_outpaint, placement,
-                                    schedule_for_image)
+from infinity_core.image_in import (RESAMPLE_MODES, encode_image, fit_image, fit_mask, pad_for_outpaint,
+                                    paste_outside_mask, placement, schedule_for_image)
 from infinity_core.schedules import ASPECT_TEMPLATES
 from infinity_core.tokenizer.autoencoder import BitwiseVAE
 from infinity_core.tokenizer.bsq import bits_to_codes, patchify_bits, upsample_codes
@@ -248,6 +248,30 @@ def test_outpaint_canvas_off_template_is_padded_further_and_that_is_new_too():
     assert bool((old[:, :120] == 1).all()) and bool((old[:, 132:] == 0).all())   # the old image sits at x >= 126
 
 
+# ------------------------------------------------------------------------------------------------- pasting
+
+def test_paste_keeps_the_reference_outside_and_ramps_inside():
+    """A mask of columns 100.. (0.6 there, >= 0.5: redrawn): columns < 100 are the reference exactly, column
+    99 + d (d px from the nearest kept pixel) mixes d / 8 of the decoded image, from d = 8 on all of it."""
+    decoded, reference = torch.full((2, 3, 64, 160), 0.5), torch.full((2, 3, 64, 160), -0.5)
+    mask = torch.zeros(64, 160)
+    mask[:, 100:] = 0.6
+    mask[:, 90] = 0.4                                          # under 0.5: kept
+    pasted = paste_outside_mask(decoded, reference, mask, ramp=8)
+    assert bool((pasted[..., :100] == -0.5).all())
+    for d in range(1, 12):
+        expected = -0.5 + min(d, 8) / 8
+        torch.testing.assert_close(pasted[..., 99 + d], torch.full((2, 3, 64), expected), atol=1e-6, rtol=0)
+
+
+def test_paste_without_a_ramp_is_a_hard_cut():
+    decoded, reference = _random_image(1, 3, 32, 32, seed=8), _random_image(1, 3, 32, 32, seed=9)
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 8:20, 4:30] = 1.0
+    pasted = paste_outside_mask(decoded, reference, mask, ramp=0)
+    torch.testing.assert_close(pasted, torch.where(mask[:, None] > 0, decoded, reference), atol=0, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, match", [
@@ -269,6 +293,9 @@ def test_outpaint_canvas_off_template_is_padded_further_and_that_is_new_too():
     (lambda: pad_for_outpaint(_random_image(1, 3, 8, 8), 0, 4, 0, 0, "0.06M", feather=4), "feather: 4 px is too wide"),
     (lambda: pad_for_outpaint(_random_image(1, 3, 8, 8), 0, 4, 0, 0, "2M"), "pixel budget '2M'"),
     (lambda: schedule_for_image(0, 10, "1M"), "height: must be a whole number of pixels >= 1"),
+    (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9), torch.ones(8, 8)), "reference: must"),
+    (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(4, 4)), "mask: is .* fit_mask"),
+    (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(8, 8), -1), "ramp: must"),
 ])
 def test_bad_input_names_the_argument_and_what_is_valid(call, match):
     with pytest.raises(InfinityError, match=match):

@@ -8,23 +8,14 @@ import torch
 
 from .errors import InfinityError
 from .sampling_config import SamplingConfig
-from .config import VAEConfig
-from .tokenizer.autoencoder import BitwiseVAE
+from .schedules import PIXELS_PER_TOKEN
+from .tokenizer.autoencoder import BitwiseVAE, decode_memory
 from .transformer.kv_cache import sampling_memory
 from .transformer.model import InfinityTransformer
 
 log = logging.getLogger(__name__)
 
 MiB = 2 ** 20
-LIVE_FULL_RESOLUTION_MAPS = 8   # decoder activations alive at once at full resolution (a generous estimate)
-
-
-def decode_memory(config: VAEConfig, latent_grid: tuple[int, int]) -> int:
-    """Bytes the decode of one image of `latent_grid` (h, w latents) needs besides the weights: a few
-    full-resolution feature maps of the decoder's widest last level, in fp32."""
-    height, width = (side * config.downsample for side in latent_grid)
-    channels = config.base_channels * config.channel_mult[0]
-    return LIVE_FULL_RESOLUTION_MAPS * height * width * channels * 4
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -47,8 +38,8 @@ def run_memory(transformer: InfinityTransformer, vae: BitwiseVAE, config: Sampli
     """Bytes a generation and the decode of one image need besides the loaded weights."""
     images = prompts * config.batch_size
     sampling = sampling_memory(transformer.config, config.schedule, images, config.guided, transformer.compute_dtype)
-    latent_grid = tuple(side * 16 // vae.config.downsample for side in config.schedule.final_grid)
-    return sampling + decode_memory(vae.config, latent_grid)
+    latent_grid = tuple(side * PIXELS_PER_TOKEN // vae.config.downsample for side in config.schedule.final_grid)
+    return sampling + decode_memory(vae.config, latent_grid, dtype=vae.dtype)
 
 
 def check_fits(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from .errors import InfinityError
 from .known_image import KnownImage, known_image, vae_grids
-from .sampling_config import SamplingConfig
+from .sampling_config import PerScale, SamplingConfig
 from .schedules import Schedule
 from .text import TextCondition
 from .tokenizer.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
@@ -214,25 +214,35 @@ def _broadcast_negative(negative: TextCondition, cond: TextCondition, batch_size
                         f"give 1 or as many as the positive ({cond.batch_size})")
 
 
+_DEFAULTS = SamplingConfig()
+
+
 def generate(transformer: InfinityTransformer, cond: TextCondition, negative: TextCondition | None = None, *,
-             config: SamplingConfig | None = None, callback: ProgressCallback | None = None,
-             init_bits: Sequence[torch.Tensor] | None = None, init_scales: int = 0,
-             mask: torch.Tensor | None = None, **settings) -> GenerationResult:
+             h_div_w: float = _DEFAULTS.h_div_w, pixels: str = _DEFAULTS.pixels, cfg: PerScale = _DEFAULTS.cfg,
+             tau: PerScale = _DEFAULTS.tau, top_k: int = _DEFAULTS.top_k, top_p: float = _DEFAULTS.top_p,
+             seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size,
+             callback: ProgressCallback | None = None, init_bits: Sequence[torch.Tensor] | None = None,
+             init_scales: int = 0, mask: torch.Tensor | None = None,
+             config: SamplingConfig | None = None) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
-    Settings are `SamplingConfig`'s fields as keywords (h_div_w, pixels, cfg, tau, top_k, top_p, seed,
-    batch_size), or a ready `config`; unset ones take its defaults. Without `negative`, the unconditional
-    half uses the model's learned unconditional text. Image i of the output (prompt-major) draws its random
-    numbers from seed + i alone, so it is the image a single run with that seed gives.
+    The settings are `SamplingConfig`'s fields, with its defaults; or pass a ready `config` and leave them
+    out. Without `negative`, the unconditional half uses the model's learned unconditional text. Image i of
+    the output (prompt-major) draws its random numbers from seed + i alone, so it is the image a single run
+    with that seed gives.
 
     From a picture: `init_bits` is the per-scale list of [1 or B, h, w, d] bits on the VAE grid
     (`vae.encode(...).bits`, `image_in.encode_image`, or an earlier result's `.bits`); scales below
     `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
     1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py)."""
+    settings = {"h_div_w": h_div_w, "pixels": pixels, "cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p,
+                "seed": seed, "batch_size": batch_size}
     if config is None:
-        config = SamplingConfig.from_keywords(settings)
-    elif settings:
-        raise InfinityError(f"pass either config or the settings {sorted(settings)}, not both")
+        config = SamplingConfig(**settings)
+    else:
+        changed = sorted(name for name, value in settings.items() if value != getattr(_DEFAULTS, name))
+        if changed:
+            raise InfinityError(f"pass either config or the settings {changed}, not both")
     if cond.channels != transformer.config.text_channels:
         raise InfinityError(f"the text condition has {cond.channels} channels but the transformer expects "
                             f"{transformer.config.text_channels}; use the text encoder the model was trained with")

@@ -56,7 +56,12 @@ def per_scale_values(name: str, value: PerScale | Sequence[float], num_scales: i
                      bounds: tuple[float, float]) -> tuple[float, ...]:
     """One value per scale. The rule everywhere: a number applies to every scale; a list gives 1..N values
     for N scales, coarse to fine, and its last value repeats over the scales it leaves out."""
-    values = [value] if isinstance(value, (int, float)) else list(value)
+    if isinstance(value, (int, float)):
+        values = [value]
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
+    else:
+        raise InfinityError(f"{name} must be a number or a list of numbers (one per scale), got {value!r}")
     if not values:
         raise InfinityError(f"{name} is an empty list; give one value, or one per scale")
     if len(values) > num_scales:
@@ -103,9 +108,12 @@ class SamplingConfig:
         if not isinstance(self.pixels, str) or self.pixels not in PIXEL_BUDGETS:
             raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {self.pixels!r}")
         h_div_w = _finite_in("h_div_w", self.h_div_w, (1e-3, 1e3))
-        schedule = get_schedule(h_div_w, self.pixels)
+        try:
+            schedule = get_schedule(h_div_w, self.pixels)
+        except InfinityError as err:
+            raise InfinityError(f"h_div_w {h_div_w:g}: {err}") from None
         for name, value in (("cfg", self.cfg), ("tau", self.tau)):
-            if not isinstance(value, (int, float)):    # a list: store it as a tuple (hashable, immutable)
+            if isinstance(value, list):                 # stored as a tuple: hashable, immutable
                 object.__setattr__(self, name, tuple(value))
         set_field = object.__setattr__
         set_field(self, "h_div_w", h_div_w)

@@ -194,8 +194,8 @@ def test_bad_arguments_are_named(model, fox):
         _sampled(model, fox, batch_size=0)
     with pytest.raises(InfinityError, match="^pixels must be one of"):
         _sampled(model, fox, pixels="4K")
-    with pytest.raises(InfinityError, match="unknown sampling setting.*'guidance'"):
-        _sampled(model, fox, guidance=3.0)
+    with pytest.raises(InfinityError, match=r"either config or the settings \['seed'\]"):
+        generate(model, fox, config=SamplingConfig(pixels="0.06M"), seed=4)
     with pytest.raises(InfinityError, match="128 channels but the transformer expects 256"):
         _sampled(model, TextCondition.from_features([torch.zeros(3, 128)]))
 

@@ -60,12 +60,21 @@ def text_encoder_placement(dtype: torch.dtype | None) -> Placement:
     return Placement(load, mm.text_encoder_offload_device(), dtype or auto)
 
 
+class ManagedModule(nn.Module):
+    """What a ModelPatcher holds: the module as `inner`. ComfyUI writes its bookkeeping (`device`,
+    `model_loaded_weight_memory`, ...) onto the model it manages, and the core's and transformers' modules
+    have a read-only `device` property, so they sit one level below it."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+
 def managed(module: nn.Module, placement: Placement):
-    """A ModelPatcher around a core module, so ComfyUI's model management can move it. Its size is the
-    whole module (for a VAE: encoder and decoder), which is what ComfyUI counts when it makes room."""
-    return comfy.model_patcher.ModelPatcher(module, load_device=placement.load_device,
-                                            offload_device=placement.offload_device,
-                                            size=mm.module_size(module))
+    """A ModelPatcher around a module, so ComfyUI's model management can move it. Its size is the whole
+    module (for a VAE: encoder and decoder), which is what ComfyUI counts when it makes room."""
+    return comfy.model_patcher.ModelPatcher(ManagedModule(module), load_device=placement.load_device,
+                                            offload_device=placement.offload_device, size=mm.module_size(module))
 
 
 def load_for_inference(*patchers, memory_required: int = 0) -> torch.device:

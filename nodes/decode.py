@@ -81,13 +81,13 @@ def decode_images(vae: InfinityVAE, codes: InfinityCodes, tiling: Tiling | None)
     """Check the pairing, then decode image by image (progress per image) into ComfyUI's IMAGE layout."""
     check_pair(codes.model_config, vae.config, f"model '{codes.model_name}'", f"VAE '{vae.file_name}'")
     batch = codes.codes.shape[0]
-    memory = decode_memory(vae.config, tuple(codes.codes.shape[-2:]), tiling, dtype=vae.patcher.model.dtype)
+    memory = decode_memory(vae.config, tuple(codes.codes.shape[-2:]), tiling, dtype=vae.vae.dtype)
     device = comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
     image_done = comfy_bridge.progress(batch)
     images = []
     with torch.inference_mode():
         for index in range(batch):
-            decoded = vae.patcher.model.decode(codes.codes[index:index + 1].to(device), tiling)   # [1, 3, H, W]
+            decoded = vae.vae.decode(codes.codes[index:index + 1].to(device), tiling)   # [1, 3, H, W]
             images.append(to_comfy_image(decoded).to(comfy_bridge.intermediate_device()))
             image_done(index + 1, batch)
     return torch.cat(images)

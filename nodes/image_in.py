@@ -113,10 +113,10 @@ class InfinityEncodeImage(io.ComfyNode):
         if mask is not None:
             fitted_mask = fit_mask(mask, schedule, fit, image_size=(height, width), batch_size=pictures.shape[0])
         # the encoder mirrors the decoder's levels: its activation peak is taken as the decode's at the same size
-        memory = decode_memory(vae.config, vae_grids(vae.patcher.model, schedule)[-1], batch_size=pictures.shape[0],
-                               dtype=vae.patcher.model.dtype)
+        memory = decode_memory(vae.config, vae_grids(vae.vae, schedule)[-1], batch_size=pictures.shape[0],
+                               dtype=vae.vae.dtype)
         comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
-        bits = encode_image(vae.patcher.model, pictures, schedule, fit, upscale_method)
+        bits = encode_image(vae.vae, pictures, schedule, fit, upscale_method)
         shown = to_comfy_image(fit_image(pictures, schedule, fit, upscale_method))
         device = comfy_bridge.intermediate_device()
         encoded = InfinityEncodedImage(tuple(b.to(device) for b in bits), schedule, pixels,

@@ -12,5 +12,5 @@ from .types import InfinityVAE
 def renderer(vae: InfinityVAE):
     """A `codes [B, d, H, W] -> PIL.Image` for the progress bar (the sampler loads the VAE with its model)."""
     def render(codes: torch.Tensor) -> Image.Image:
-        return Image.fromarray(render_preview(vae.patcher.model, codes))
+        return Image.fromarray(render_preview(vae.vae, codes))
     return render

@@ -97,7 +97,7 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     if vae is not None and comfy_bridge.previews_enabled():
         check_pair(model.config, vae.config, f"model '{model.file_name}'", f"VAE '{vae.file_name}'")
         preview = previews.renderer(vae)
-    transformer = model.patcher.model
+    transformer = model.transformer
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
     result = generate(transformer, conditioning.positive, conditioning.negative, config=config,

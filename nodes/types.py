@@ -14,6 +14,8 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import Schedule, T5TextEncoder, TextCondition, TransformerConfig, VAEConfig
+from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.transformer.model import InfinityTransformer
 
 InfinityModelSocket = io.Custom("INFINITY_MODEL")
 InfinityVAESocket = io.Custom("INFINITY_VAE")
@@ -25,37 +27,45 @@ InfinityEncodedImageSocket = io.Custom("INFINITY_ENCODED_IMAGE")
 
 @dataclass(eq=False)
 class InfinityModel:
-    """INFINITY_MODEL: the transformer, wrapped in a ComfyUI ModelPatcher (`patcher.model`)."""
+    """INFINITY_MODEL: the transformer, in a ComfyUI ModelPatcher (see comfy_bridge.managed)."""
 
     patcher: Any
     file_name: str
 
     @property
+    def transformer(self) -> InfinityTransformer:
+        return self.patcher.model.inner
+
+    @property
     def config(self) -> TransformerConfig:
-        return self.patcher.model.config
+        return self.transformer.config
 
 
 @dataclass(eq=False)
 class InfinityVAE:
     """INFINITY_VAE: the bitwise (BSQ) tokenizer (decoder, and the encoder when the file has one) in a
-    ComfyUI ModelPatcher."""
+    ComfyUI ModelPatcher (see comfy_bridge.managed)."""
 
     patcher: Any
     file_name: str
 
     @property
+    def vae(self) -> BitwiseVAE:
+        return self.patcher.model.inner
+
+    @property
     def config(self) -> VAEConfig:
-        return self.patcher.model.config
+        return self.vae.config
 
     @property
     def has_encoder(self) -> bool:
-        return self.patcher.model.encoder is not None
+        return self.vae.encoder is not None
 
 
 @dataclass(eq=False)
 class InfinityTextEncoder:
-    """INFINITY_TEXT_ENCODER: a T5 encoder and its tokenizer; `patcher` wraps the T5 module so that
-    ComfyUI's model management loads it before an encode and can free it."""
+    """INFINITY_TEXT_ENCODER: a T5 encoder and its tokenizer; `patcher` holds the T5 module (the same
+    object as `encoder.model`) so that ComfyUI's model management loads it before an encode and can free it."""
 
     encoder: T5TextEncoder
     patcher: Any

@@ -365,8 +365,8 @@ def test_loader_reuses_the_model_in_memory_and_fingerprints_the_file(env, regist
 def test_vae_loader_loads_the_encoder_too_and_counts_it(registry, models):
     vae = models["vae"]
     assert vae.has_encoder
-    encoder_bytes = sum(t.numel() * t.element_size() for t in vae.patcher.model.encoder.state_dict().values())
-    decoder_bytes = sum(t.numel() * t.element_size() for t in vae.patcher.model.decoder.state_dict().values())
+    encoder_bytes = sum(t.numel() * t.element_size() for t in vae.vae.encoder.state_dict().values())
+    decoder_bytes = sum(t.numel() * t.element_size() for t in vae.vae.decoder.state_dict().values())
     assert vae.patcher.model_size() >= encoder_bytes + decoder_bytes
     (decoder_only,) = run(registry, "InfinityVAELoader", vae_file=MISMATCHED_VAE, dtype="auto")
     assert not decoder_only.has_encoder
@@ -416,7 +416,7 @@ def test_sampler_memory_request_is_the_core_estimate(env, registry, models, mm):
     sample(registry, models, batch_size=2, cfg=3.0)
     (patcher, memory, full), = [r for r in mm.load_requests if r[0] is models["model"].patcher]
     config = infinity_core.SamplingConfig(pixels="0.06M", batch_size=2)
-    transformer = models["model"].patcher.model
+    transformer = models["model"].transformer
     assert full and memory == infinity_core.sampling_memory(transformer.config, config.schedule, 2, True,
                                                             transformer.compute_dtype)
 
@@ -425,9 +425,9 @@ def test_models_run_through_comfyui_model_management(registry, models, mm):
     """Text encoding, sampling and decoding fully load their ModelPatcher; unloading all models (the
     "free memory" button) takes every one of them, and they stay usable."""
     reference = run_graph(registry, models)
-    loaded = {patcher.model.__class__.__name__: full for patcher, _, full in mm.load_requests}
+    loaded = {patcher.model.inner.__class__.__name__: full for patcher, _, full in mm.load_requests}
     assert set(loaded) == {"T5EncoderModel", "InfinityTransformer", "BitwiseVAE"} and all(loaded.values())
-    assert {p.model.__class__.__name__ for p in mm.current_loaded_models} == set(loaded)
+    assert {p.model.inner.__class__.__name__ for p in mm.current_loaded_models} == set(loaded)
     mm.unload_all_models()
     assert mm.current_loaded_models == []
     assert torch.equal(run_graph(registry, models), reference)
@@ -438,10 +438,11 @@ def test_text_encoder_is_loaded_by_model_management_before_it_encodes(registry, 
     and /free (unload_all_models) puts it back."""
     mm.LOAD_DEVICE = torch.device("cpu", 0)   # a device distinct from the offload device
     (encoder,) = run(registry, "InfinityTextEncoderLoader", text_encoder_folder=TINY_NAMES.text_encoder, dtype="fp32")
-    t5 = encoder.patcher.model
+    managed = encoder.patcher.model
+    assert managed.inner is encoder.encoder.model                  # the T5 module the encoder runs
     moves = []
-    real_to = t5.to
-    monkeypatch.setattr(t5, "to", lambda device: moves.append(device) or real_to(device))
+    real_to = managed.to
+    monkeypatch.setattr(managed, "to", lambda device: moves.append(device) or real_to(device))
     (cond,) = run(registry, "InfinityTextEncode", text_encoder=encoder, prompt=PROMPT, negative_prompt="blurry")
     assert mm.load_requests[-1][0] is encoder.patcher and moves == [torch.device("cpu", 0)]
     assert encoder.patcher in mm.current_loaded_models
@@ -692,7 +693,7 @@ def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, m
     for (value, frame), summed in zip([f for f in frames if f[1] is not None], seen_codes):
         kind, picture, max_size = frame
         assert kind == "JPEG" and isinstance(picture, Image.Image) and max_size == 512
-        expected = real_render(models["vae"].patcher.model, summed)
+        expected = real_render(models["vae"].vae, summed)
         assert (picture.height, picture.width, 3) == expected.shape
     assert not torch.equal(seen_codes[0], seen_codes[-1]) and torch.count_nonzero(seen_codes[0]) > 0
     assert any(r[0] is models["vae"].patcher for r in mm.load_requests)
@@ -739,7 +740,7 @@ def test_encode_image_matches_the_core_encoding_and_the_input_aspect(env, regist
     schedule = schedule_for_image(200, 300, "0.06M")
     assert encoded.schedule == schedule and encoded.pixels == "0.06M" and encoded.mask is None
     assert shown.shape == (1, *schedule.image_size, 3)
-    expected = encode_image(models["vae"].patcher.model, _picture().permute(0, 3, 1, 2) * 2 - 1, schedule, "crop",
+    expected = encode_image(models["vae"].vae, _picture().permute(0, 3, 1, 2) * 2 - 1, schedule, "crop",
                             "bicubic")
     assert all(torch.equal(a, b) for a, b in zip(encoded.bits, expected)) and len(encoded.bits) == 7
     assert encoded.vae_bits == models["vae"].config.codebook_dim

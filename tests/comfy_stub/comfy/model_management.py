@@ -55,6 +55,7 @@ def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimu
     for patcher in models:
         load_requests.append((patcher, memory_required, force_full_load))
         patcher.model.to(patcher.load_device)
+        patcher.model.device = patcher.load_device
         if patcher in current_loaded_models:
             current_loaded_models.remove(patcher)
         current_loaded_models.insert(0, patcher)
@@ -67,6 +68,7 @@ def free_memory(memory_required, device, keep_loaded=()):
 def unload_all_models():
     for patcher in current_loaded_models:
         patcher.model.to(patcher.offload_device)
+        patcher.model.device = patcher.offload_device
     current_loaded_models.clear()
 
 

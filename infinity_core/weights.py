@@ -6,6 +6,12 @@ Readers: `.safetensors` (single file, or a HF-style shard directory / `*.index.j
 
 Key layout differences are data (the tables below), applied by `official_to_internal_*`; loading is
 strict, and a mismatch is reported with the first few missing, unexpected and mis-shaped keys.
+
+A file is refused, naming it, before its tensors are used when it is missing, empty, a broken link or a
+device; a shard index names a file outside its own folder; a pickle is not a zip or pickle at all, or
+names globals other than torch's (it could run code: found by reading its opcodes, never by unpickling);
+a weight to load is not floating point; or a tensor holds NaN or infinity (checked as it streams in).
+A model file may carry its sampling defaults in its metadata (`model_defaults`).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Previews of a generation in progress: the sampler's summed codes -> a small RGB picture, cheaply.
 
 `generate` hands its callback the summed codes [B, d, H, W] after every scale. A preview runs the VAE's own
-decoder on those codes area-pooled to a small grid (PREVIEW_PIXELS on the long side of the picture), so
-it shows the colours and layout the final decode will have, at a fraction of its cost (the decoder's
-work grows with the pixel count: a 128 px preview of a 1024 px image is 1/64 of the decode).
+decoder on those codes area-pooled to a small grid: the grid of the last scale summed (the codes hold no
+finer detail yet), at most PREVIEW_PIXELS on the long side of the picture. It shows the colours and layout
+the final decode will have, at a fraction of its cost (the decoder's work grows with the pixel count: a
+128 px preview of a 1024 px image is 1/64 of the decode, the early scales' previews far less).
 
 Why not a linear codes -> RGB map fitted per VAE (ComfyUI's latent2rgb idea): the BSQ decoder is far from
 linear in its codes. Fitted by least squares on decodes of encoded pictures and of random codes, such a
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from .tokenizer.autoencoder import BitwiseVAE
 
 PREVIEW_PIXELS = 128   # long side of a preview picture
+PREVIEW_SHARE = 0.03   # what a run may spend on previews, as a share of its length (tools/preview_overhead.py)
 
 
 def preview_grid(height: int, width: int, downsample: int) -> tuple[int, int]:
@@ -36,10 +38,15 @@ def preview_grid(height: int, width: int, downsample: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def render_preview(vae: BitwiseVAE, codes: torch.Tensor) -> np.ndarray:
-    """Summed codes [B, d, H, W] (any device) -> the first image's preview, [h, w, 3] uint8 RGB."""
+def render_preview(vae: BitwiseVAE, codes: torch.Tensor, scale_grid: tuple[int, int] | None = None) -> np.ndarray:
+    """Summed codes [B, d, H, W] (any device) -> the first image's preview, [h, w, 3] uint8 RGB.
+
+    `scale_grid`: the VAE grid (h, w) of the last scale in the sum, when it is coarser than (H, W)."""
     device = vae.decoder.conv_in.weight.device
-    grid = preview_grid(*codes.shape[-2:], vae.config.downsample)
+    height, width = codes.shape[-2:]
+    if scale_grid is not None:
+        height, width = min(height, scale_grid[0]), min(width, scale_grid[1])
+    grid = preview_grid(height, width, vae.config.downsample)
     with torch.inference_mode():
         small = F.adaptive_avg_pool2d(codes[:1].to(device=device, dtype=torch.float32), grid)   # [1, d, h, w]
         image = vae.decode(small)[0]                                                          # [3, h*f, w*f]

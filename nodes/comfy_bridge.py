@@ -20,16 +20,15 @@ import torch
 from comfy.cli_args import args
 from torch import nn
 
-from infinity_core.preview import PreviewPacer
+from infinity_core.preview import PREVIEW_SHARE, PreviewPacer
 
 AUTO_TRANSFORMER_DTYPES = [torch.bfloat16, torch.float32]   # fp16 only on request: upstream runs in bf16
 AUTO_VAE_DTYPES = [torch.bfloat16, torch.float32]
 PREVIEW_FORMAT = "JPEG"
-PREVIEW_SHARE = 0.03      # at most this share of a generation's time goes to preview frames
 UPDATE_INTERVAL = 0.11    # seconds between progress updates; current ComfyUI drops those under 0.1 s apart
 clock = time.monotonic
 
-PreviewRenderer = Callable[[torch.Tensor], object]   # summed codes [B, d, H, W] -> a PIL image
+PreviewRenderer = Callable[[int, torch.Tensor], object]   # (scales done, summed codes [B, d, H, W]) -> a PIL image
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def progress(total: int, preview: PreviewRenderer | None = None) -> Callable[...
             frame = None
             if frame_due:
                 started = clock()
-                frame = (PREVIEW_FORMAT, preview(codes), args.preview_size)
+                frame = (PREVIEW_FORMAT, preview(done, codes), args.preview_size)
                 pacer.record(clock() - started)
             bar.update_absolute(done, steps, frame)
             last_update[0] = now

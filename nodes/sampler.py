@@ -96,7 +96,7 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     preview = None
     if vae is not None and comfy_bridge.previews_enabled():
         check_pair(model.config, vae.config, f"model '{model.file_name}'", f"VAE '{vae.file_name}'")
-        preview = previews.renderer(vae)
+        preview = previews.renderer(vae, schedule)
     transformer = model.transformer
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)

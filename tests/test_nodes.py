@@ -14,11 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from PIL import Image
 
-from infinity_core import InfinityError, TextCondition
+from infinity_core import InfinityError, SamplingConfig, TextCondition
 from standin_models import TINY_NAMES, build_standin_models, write_mismatched_vae
 
 REPO = Path(__file__).resolve().parent.parent
@@ -684,18 +685,20 @@ def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, m
     reference = sample(registry, models).codes
     seen_codes = []
     real_render = env.nodes.previews.render_preview
-    monkeypatch.setattr(env.nodes.previews, "render_preview",
-                        lambda vae, codes: seen_codes.append(codes.clone()) or real_render(vae, codes))
+    monkeypatch.setattr(env.nodes.previews, "render_preview", lambda vae, codes, grid: seen_codes.append(
+        (codes.clone(), grid)) or real_render(vae, codes, grid))
     frames = _frames(mm, previews_on=True)
     codes = sample(registry, models, vae=models["vae"]).codes
     assert torch.equal(codes, reference)
     assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6]
-    for (value, frame), summed in zip([f for f in frames if f[1] is not None], seen_codes):
+    grids = SamplingConfig(pixels="0.06M").schedule.grids
+    for (value, frame), (summed, grid) in zip([f for f in frames if f[1] is not None], seen_codes):
         kind, picture, max_size = frame
         assert kind == "JPEG" and isinstance(picture, Image.Image) and max_size == 512
-        expected = real_render(models["vae"].vae, summed)
-        assert (picture.height, picture.width, 3) == expected.shape
-    assert not torch.equal(seen_codes[0], seen_codes[-1]) and torch.count_nonzero(seen_codes[0]) > 0
+        assert grid == grids[value - 1]                        # the tiny VAE is f16: token grid = VAE grid
+        assert (numpy.asarray(picture) == real_render(models["vae"].vae, summed, grid)).all()
+        assert picture.size == (min(grid[1], 8) * 16, min(grid[0], 8) * 16)
+    assert not torch.equal(seen_codes[0][0], seen_codes[-1][0]) and torch.count_nonzero(seen_codes[0][0]) > 0
     assert any(r[0] is models["vae"].patcher for r in mm.load_requests)
 
 
@@ -703,7 +706,7 @@ def test_no_preview_is_computed_with_preview_method_none_or_without_a_vae(env, r
                                                                         monkeypatch):
     monkeypatch.setattr(env.nodes.comfy_bridge, "PREVIEW_SHARE", 1.0)
     renders = []
-    monkeypatch.setattr(env.nodes.previews, "render_preview", lambda vae, codes: renders.append(1))
+    monkeypatch.setattr(env.nodes.previews, "render_preview", lambda vae, codes, grid: renders.append(1))
     frames = _frames(mm, previews_on=False)
     sample(registry, models, vae=models["vae"])
     frames_on = _frames(mm, previews_on=True)

@@ -31,6 +31,17 @@ def test_render_preview_is_the_vae_decode_of_the_pooled_codes():
     assert (picture == expected).all()
 
 
+def test_render_preview_of_an_early_scale_decodes_at_that_scale_grid():
+    vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
+    d, f = vae.config.codebook_dim, vae.config.downsample
+    codes = torch.randn(1, d, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.25
+    picture = render_preview(vae, codes, scale_grid=(2, 3))
+    with torch.inference_mode():
+        expected = vae.decode(F.adaptive_avg_pool2d(codes, (2, 3)))[0]
+    expected = expected.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert picture.shape == (2 * f, 3 * f, 3) and (picture == expected).all()
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0

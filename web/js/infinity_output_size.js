@@ -1,12 +1,21 @@
-// Shows, under each Infinity sampler, the image size (W x H) and number of scales that its aspect ratio
-// and pixel budget give. The table comes from the Python side (GET /infinity/output_sizes, built from
-// infinity_core's schedules), so it is never duplicated here.
+// Read-only text on the Infinity nodes, as widgets, so it shows with Nodes 2.0 (Vue nodes) on and off:
+//  * each sampler shows the image size (W x H) and number of scales its aspect ratio and pixel budget give.
+//    The table comes from the Python side (GET /infinity/output_sizes, built from infinity_core's schedules),
+//    so it is never duplicated here;
+//  * Infinity Text Encode shows, after it ran, the prompt warnings the server sent (words the text encoder
+//    does not know, text past 512 tokens).
+// The widgets are the read-only multiline STRING widgets ComfyUI's own Preview Any node uses, and are kept
+// out of the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
+import { ComfyWidgets } from "../../../scripts/widgets.js";
 
 const SAMPLERS = new Set(["InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced"]);
-const LINE_HEIGHT = 20;
+const TEXT_ENCODE = "InfinityTextEncode";
+const SIZE_WIDGET = "output_size";
+const WARNINGS_WIDGET = "prompt_warnings";
+const SIZE_INPUTS = ["aspect_ratio", "pixels"];
 
 let outputSizes = null; // {aspect preset: {pixel budget: {width, height, scales}}}
 
@@ -15,53 +24,90 @@ async function loadOutputSizes() {
         const response = await api.fetchApi("/infinity/output_sizes");
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         outputSizes = await response.json();
-        app.graph?.setDirtyCanvas(true, false);
+        for (const node of app.graph?._nodes ?? []) node.updateInfinityOutputSize?.();
     } catch (error) {
         console.warn("Infinity: could not read the output size table;", error);
     }
 }
 
-function widgetValue(node, name) {
-    const linked = node.inputs?.some((input) => input.name === name && input.link != null);
-    return linked ? undefined : node.widgets?.find((widget) => widget.name === name)?.value;
+function isLinked(node, name) {
+    return node.inputs?.some((input) => input.name === name && input.link != null) ?? false;
 }
 
-function addOutputSizeLine(nodeType) {
-    // {width, height, scales} for the node's current widgets, or null (linked widget, table not loaded).
-    nodeType.prototype.getInfinityOutputSize = function () {
-        const aspect = widgetValue(this, "aspect_ratio");
-        const pixels = widgetValue(this, "pixels");
-        return outputSizes?.[aspect]?.[pixels] ?? null;
+function widgetValue(node, name) {
+    return isLinked(node, name) ? undefined : node.widgets?.find((widget) => widget.name === name)?.value;
+}
+
+function addReadOnlyText(node, name, label) {
+    const widget = ComfyWidgets.STRING(node, name, ["STRING", { multiline: true }], app).widget;
+    widget.label = label;
+    widget.serialize = false;
+    widget.options.serialize = false;
+    widget.options.read_only = true;
+    if (widget.element) widget.element.readOnly = true;
+    if (widget.inputEl) widget.inputEl.readOnly = true;
+    return widget;
+}
+
+// The text for the node's current widgets, or "" (linked widget, table not loaded).
+function outputSizeText(node) {
+    if (isLinked(node, "encoded_image")) return "size: that of the encoded image";
+    const size = outputSizes?.[widgetValue(node, "aspect_ratio")]?.[widgetValue(node, "pixels")];
+    return size ? `output ${size.width} \u00d7 ${size.height} px \u00b7 ${size.scales} scales` : "";
+}
+
+function addOutputSize(nodeType) {
+    nodeType.prototype.updateInfinityOutputSize = function () {
+        const widget = this.widgets?.find((w) => w.name === SIZE_WIDGET);
+        if (widget) widget.value = outputSizeText(this);
     };
 
-    const computeSize = nodeType.prototype.computeSize;
-    nodeType.prototype.computeSize = function (out) {
-        const size = computeSize.apply(this, arguments);
-        size[1] += LINE_HEIGHT;
-        return size;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+        const result = onNodeCreated?.apply(this, arguments);
+        addReadOnlyText(this, SIZE_WIDGET, "output");
+        for (const name of SIZE_INPUTS) {
+            const widget = this.widgets?.find((w) => w.name === name);
+            if (!widget) continue;
+            const callback = widget.callback;
+            widget.callback = (...args) => {
+                const value = callback?.apply(widget, args);
+                this.updateInfinityOutputSize();
+                return value;
+            };
+        }
+        this.updateInfinityOutputSize();
+        return result;
     };
 
-    const onDrawForeground = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx) {
-        onDrawForeground?.apply(this, arguments);
-        const size = this.getInfinityOutputSize();
-        if (!size || this.flags?.collapsed) return;
-        ctx.save();
-        ctx.font = `${LiteGraph.NODE_SUBTEXT_SIZE ?? 12}px sans-serif`;
-        ctx.fillStyle = LiteGraph.NODE_TEXT_COLOR ?? "#aaa";
-        ctx.textAlign = "center";
-        const text = `output ${size.width} \u00d7 ${size.height} px \u00b7 ${size.scales} scales`;
-        ctx.fillText(text, this.size[0] / 2, this.size[1] - LINE_HEIGHT / 2 + 4);
-        ctx.restore();
+    for (const hook of ["onConfigure", "onConnectionsChange"]) {
+        const original = nodeType.prototype[hook];
+        nodeType.prototype[hook] = function () {
+            const result = original?.apply(this, arguments);
+            this.updateInfinityOutputSize();
+            return result;
+        };
+    }
+}
+
+function addPromptWarnings(nodeType) {
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+        onExecuted?.apply(this, arguments);
+        const text = (message?.text ?? []).join("\n");
+        let widget = this.widgets?.find((w) => w.name === WARNINGS_WIDGET);
+        if (!widget && text) widget = addReadOnlyText(this, WARNINGS_WIDGET, "warnings");
+        if (widget) widget.value = text;
     };
 }
 
 app.registerExtension({
-    name: "Infinity.SamplerOutputSize",
+    name: "Infinity.NodeText",
     async setup() {
         await loadOutputSizes();
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
-        if (SAMPLERS.has(nodeData.name)) addOutputSizeLine(nodeType);
+        if (SAMPLERS.has(nodeData.name)) addOutputSize(nodeType);
+        if (nodeData.name === TEXT_ENCODE) addPromptWarnings(nodeType);
     },
 });

@@ -255,6 +255,7 @@ class WatchedRun:
     outcome: str                                                 # one of FINISHED
     progress: list[tuple[str, int, int]] = field(default_factory=list)   # (node id, value, max)
     previews: list[bytes] = field(default_factory=list)         # preview image bytes (JPEG/PNG), in order
+    preview_after: list[int] = field(default_factory=list)     # progress messages received before each preview
     last_message: dict = field(default_factory=dict)
 
     def node_progress(self, node_id: str) -> list[int]:
@@ -287,6 +288,7 @@ def run_watched(server: Server, prompt: dict, interrupt_at: tuple[str, int] | No
                 image = preview_image_bytes(message)
                 if image is not None:
                     run.previews.append(image)
+                    run.preview_after.append(len(run.progress))
                 continue
             event = json.loads(message)
             data = event.get("data", {})

@@ -183,15 +183,24 @@ def test_object_info_lists_every_node_and_the_pack_imports_cleanly(server):
     assert any(PACK_FOLDER in line and "seconds" in line for line in log.splitlines())   # "Import times" entry
 
 
+def _combo(spec: list) -> tuple[list, dict]:
+    """(options, config) of a combo input in /object_info: [options, config] for classic nodes,
+    ["COMBO", {"options": ..., ...}] for V3 nodes."""
+    if isinstance(spec[0], list):
+        return spec[0], (spec[1] if len(spec) > 1 else {})
+    assert spec[0] == "COMBO", spec
+    return spec[1]["options"], spec[1]
+
+
 def test_loaders_list_comfyui_folders_and_default_to_the_demo_model(server):
     info = server.request("/object_info")[1]
-    model_file = info["InfinityTransformerLoader"]["input"]["required"]["model_file"]
-    assert EXTRA_PATHS_MODEL in model_file[0]                       # from extra_model_paths.yaml
-    assert model_file[1]["default"] == DEMO_NAMES.transformer
-    vae_file = info["InfinityVAELoader"]["input"]["required"]["vae_file"]
-    assert MISMATCHED_VAE in vae_file[0] and vae_file[1]["default"] == DEMO_NAMES.vae   # models/vae too
-    folder = info["InfinityTextEncoderLoader"]["input"]["required"]["text_encoder_folder"]
-    assert folder[1]["default"] == DEMO_NAMES.text_encoder
+    options, config = _combo(info["InfinityTransformerLoader"]["input"]["required"]["model_file"])
+    assert EXTRA_PATHS_MODEL in options                             # from extra_model_paths.yaml
+    assert config["default"] == DEMO_NAMES.transformer
+    options, config = _combo(info["InfinityVAELoader"]["input"]["required"]["vae_file"])
+    assert MISMATCHED_VAE in options and config["default"] == DEMO_NAMES.vae   # models/vae too
+    _, config = _combo(info["InfinityTextEncoderLoader"]["input"]["required"]["text_encoder_folder"])
+    assert config["default"] == DEMO_NAMES.text_encoder
 
 
 def test_web_extension_and_size_route_are_served(server):
@@ -244,21 +253,39 @@ def test_free_memory_releases_the_models_and_the_same_seed_gives_the_same_image(
     assert first.tobytes() == second.tobytes()
 
 
-@pytest.mark.parametrize("workflow, node_id, widget, value, message", [
-    (BASIC_API, "5", "top_p", 1.5, "bigger than max of 1.0"),
-    (BASIC_API, "5", "aspect_ratio", "16:9", "Value not in list"),
-    (BASIC_API, "1", "model_file", "nowhere.safetensors", "Value not in list"),
-    ("infinity_t2i_advanced_api.json", "5", "cfg_schedule", "3, abc", "value 2 ('abc') is not a number"),
-    ("infinity_t2i_advanced_api.json", "5", "cfg_schedule", "3, 3, 3, 3, 3, 3, 3, 3", "only 7 scales"),
+def _error_text(error: dict) -> str:
+    """What an entry of node_errors says. A node's validate_inputs failure is reported once per input of its
+    signature, each as "<input> - <the node's message>": only the node's message counts there."""
+    if error.get("type") == "custom_validation_failed":
+        return str(error.get("details", "")).partition(" - ")[2]
+    return f"{error.get('message', '')} {error.get('details', '')}"
+
+
+def _names_the_input(error: dict, widget: str, value) -> bool:
+    """Whether an entry of node_errors blames `widget`: ComfyUI's own checks name the input in extra_info;
+    a node's own check must name it in its message, or quote the bad file or folder name."""
+    if error.get("type") != "custom_validation_failed":
+        return error.get("extra_info", {}).get("input_name") == widget
+    text = _error_text(error)
+    return widget in re.findall(r"[A-Za-z_]+", text) or (isinstance(value, str) and f"'{value}'" in text)
+
+
+@pytest.mark.parametrize("workflow, node_id, widget, value, fragments", [
+    (BASIC_API, "5", "top_p", 1.5, ("top_p", "1.5")),
+    (BASIC_API, "5", "aspect_ratio", "16:9", ("aspect_ratio", "16:9", "1:1")),
+    (BASIC_API, "1", "model_file", "nowhere.safetensors", ("nowhere.safetensors", "models/infinity")),
+    ("infinity_t2i_advanced_api.json", "5", "cfg_schedule", "3, abc", ("cfg_schedule", "abc")),
+    ("infinity_t2i_advanced_api.json", "5", "cfg_schedule", "3, 3, 3, 3, 3, 3, 3, 3", ("cfg_schedule", "7 scales")),
 ])
 def test_bad_widget_value_fails_validation_with_a_readable_message(server, workflow, node_id, widget, value,
-                                                                   message):
+                                                                   fragments):
+    """The refusal names the widget, repeats the bad value and says what is valid."""
     prompt = _api_workflow(workflow)
     prompt[node_id]["inputs"][widget] = value
     status, answer = server.request("/prompt", {"prompt": prompt})
     assert status == 400 and answer["error"]["type"] == "prompt_outputs_failed_validation"
     errors = answer["node_errors"][node_id]["errors"]
-    assert any(message in f"{error['message']} {error['details']}" for error in errors), errors
+    assert any(all(fragment in _error_text(error) for fragment in fragments) for error in errors), errors
 
 
 # (workflow, node id, widget, value): each must be refused by /prompt with an error that names the widget.
@@ -284,16 +311,6 @@ BAD_SETTINGS = [
 ]
 
 
-def _error_names(error: dict) -> set[str]:
-    """The inputs an entry of node_errors blames. ComfyUI's own checks put the input in extra_info;
-    a node's validate_inputs failure is reported once per input of its signature, so there only the
-    node's own message (after ' - ' in details) counts."""
-    if error.get("type") == "custom_validation_failed":
-        message = str(error.get("details", "")).partition(" - ")[2]
-        return {word for word in re.findall(r"[A-Za-z_]+", message)}
-    return {str(error.get("extra_info", {}).get("input_name", ""))}
-
-
 def test_bad_settings_are_refused_naming_the_widget_and_never_crash_the_server(server):
     tried, crashes, named, problems = 0, 0, 0, []
     for workflow, node_id, widget, value in BAD_SETTINGS:
@@ -307,7 +324,7 @@ def test_bad_settings_are_refused_naming_the_widget_and_never_crash_the_server(s
         else:
             errors = (answer.get("node_errors") or {}).get(node_id, {}).get("errors", []) \
                 if isinstance(answer, dict) else []
-            if status == 400 and any(widget in _error_names(error) for error in errors):
+            if status == 400 and any(_names_the_input(error, widget, value) for error in errors):
                 named += 1
             else:
                 problems.append(f"{widget}={value!r} ({workflow}): HTTP {status}, errors {errors or answer}")
@@ -387,21 +404,36 @@ def test_interrupt_at_every_scale_then_the_rerun_gives_the_same_bytes(server):
     assert server.alive() and not problems, "\n".join(problems)
 
 
-def test_previews_arrive_with_every_sampled_scale(server):
+def _with_preview_vae(prompt: dict) -> dict:
+    """The prompt with the VAE loader also wired into the sampler's optional vae input (previews)."""
+    vae_loader = next(key for key, node in prompt.items() if node["class_type"] == "InfinityVAELoader")
+    _sampler(prompt)["vae"] = [vae_loader, 0]
+    return prompt
+
+
+def test_previews_arrive_while_the_sampler_runs(server):
+    """Each preview rides on a progress update of the sampler (ProgressBar.update_absolute with an image), so
+    there are at most as many frames as updates before the last scale, at least one, before sampling ends;
+    they are images no larger than --preview-size, and they change from scale to scale. How many scales get a
+    frame is the pack's trade-off (progress updates 100 ms apart, a time budget for previews): printed."""
     from PIL import Image
 
-    prompt = _api_workflow(BASIC_API)
+    prompt = _with_preview_vae(_api_workflow(BASIC_API))
     _sampler(prompt)["seed"] = 8101
     sampler_id = _sampler_id(prompt)
+    _, _, scales = _output_size(server, _sampler(prompt))
     run = run_watched(server, prompt)
     assert run.outcome == "execution_success", run.last_message
-    sampled = [value for value in run.node_progress(sampler_id) if value >= 1]
+    sampler_updates = [i for i, (node, _, _) in enumerate(run.progress) if node == sampler_id]
+    before_last = [i for i in sampler_updates if 0 < run.progress[i][1] < scales]
     distinct = len(set(run.previews))
-    _figure(f"previews over the websocket (API run, {len(sampled)} scales): {len(run.previews)} frames, "
-            f"{distinct} distinct")
-    assert sampled, "the sampler reported no progress"
-    assert len(run.previews) >= len(sampled), f"{len(run.previews)} preview frames for {len(sampled)} scales"
-    assert distinct >= 2, "every preview frame is the same picture"
+    _figure(f"previews over the websocket (API run, {scales} scales): {len(run.previews)} frames, {distinct} distinct, "
+            f"{len(before_last)} progress updates between the first and the last scale")
+    assert sampler_updates and run.progress[sampler_updates[-1]][1] == scales, "the sampler's progress never ended"
+    assert 1 <= len(run.previews) <= len(before_last), \
+        f"{len(run.previews)} preview frames for {len(before_last)} progress updates"
+    assert run.preview_after[0] <= sampler_updates[-1], "the first preview came after sampling ended"
+    assert len(run.previews) == 1 or distinct >= 2, "every preview frame is the same picture"
     for frame in run.previews:
         image = Image.open(io.BytesIO(frame))
         image.load()
@@ -410,7 +442,7 @@ def test_previews_arrive_with_every_sampled_scale(server):
 
 def test_preview_method_none_sends_no_previews():
     with _serve(["--preview-method", "none"]) as running:
-        prompt = _api_workflow(BASIC_API)
+        prompt = _with_preview_vae(_api_workflow(BASIC_API))
         run = run_watched(running, prompt)
         assert run.outcome == "execution_success", run.last_message
         assert run.node_progress(_sampler_id(prompt)), "the sampler reported no progress"
@@ -540,6 +572,9 @@ class Frontend:
             " === 'template-workflow-' + arguments[0])", f"no card for {example.stem} in the template browser",
             30, example.stem)
         self.js("arguments[0].scrollIntoView({block: 'center'})", card)
+        time.sleep(1)   # a user looks at the card: its thumbnail is requested and shown (or fails) first
+        self.wait_for("return [...arguments[0].querySelectorAll('img')].every(img => img.complete)",
+                      f"the card of {example.stem} never finished loading its thumbnail", 10, card)
         clicked = self.now()
         try:
             card.click()
@@ -707,10 +742,12 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     popups = ui.popups_since(queued)
     errors = ui.console_errors()
     ui.driver.save_screenshot(str(shots_dir / f"{ui.version}_vue-{'on' if ui.vue else 'off'}_{example.stem}_done.png"))
-    sampled = [p for p in watch["progress"] if p["node"] in samplers and p["value"] >= 1]
-    _figure(f"previews {ui.label} {example.stem}: {len(watch['frames'])} frames "
-            f"({len(set(watch['frames']))} distinct) for {len(sampled)} sampled scales; mid-run screenshot "
-            f"{shot} at {frames_at_shot} frames")
+    updates = [p for p in watch["progress"] if p["node"] in samplers]
+    between = [p for p in updates if 0 < p["value"] < p["max"]]
+    frames = watch["frames"]
+    _figure(f"previews {ui.label} {example.stem}: {len(frames)} frames ({len(set(frames))} distinct), "
+            f"{len(between)} sampler progress updates between first and last scale "
+            f"(scales {sorted({p['max'] for p in updates})}); mid-run screenshot {shot} at {frames_at_shot} frames")
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert not popups, f"{ui.label} {example.name}: {popups}"
     assert not errors, f"{ui.label} {example.name}: {errors}"
@@ -722,8 +759,8 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     assert all(image.mode == "RGB" and min(image.size) > 0 for image in images)
     if sizes:
         assert {image.size for image in images} <= sizes, f"images {[i.size for i in images]}, sampler shows {sizes}"
-    assert sampled, "the sampler reported no progress to the page"
-    assert len(watch["frames"]) >= len(sampled), \
-        f"{ui.label} {example.name}: {len(watch['frames'])} preview frames for {len(sampled)} sampled scales"
-    assert len(set(watch["frames"])) >= 2, "the preview never changed"
+    assert updates, "the sampler reported no progress to the page"
+    assert 1 <= len(frames) <= len(between), \
+        f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
+    assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"

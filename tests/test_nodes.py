@@ -36,7 +36,7 @@ SETTINGS = dict(seed=7, cfg=3.0, tau=0.5, top_k=900, top_p=0.97, aspect_ratio="1
 V1_NODE_IDS = {"InfinityTransformerLoader", "InfinityVAELoader", "InfinityTextEncoderLoader", "InfinityTextEncode",
                "InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced", "InfinityTokenizerDecode",
                "InfinityTokenizerDecodeTiled"}
-CORE_NODE_TYPES = {"SaveImage", "PreviewImage", "Note", "MarkdownNote"}
+CORE_NODE_TYPES = {"SaveImage", "PreviewImage", "Note", "MarkdownNote", "SolidMask", "MaskComposite", "ImageCrop"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
@@ -256,9 +256,11 @@ def _execute_api_workflow(registry, prompt: dict) -> dict:
     return results
 
 
-@pytest.mark.parametrize("name", ["infinity_t2i_basic_api.json", "infinity_t2i_advanced_api.json"])
+@pytest.mark.parametrize("name", ["infinity_t2i_basic_api.json", "infinity_t2i_advanced_api.json",
+                                  "infinity_t2i_example_api.json", "infinity_img2img_example_api.json"])
 def test_saved_api_workflows_run_on_the_demo_model(registry, mm, name):
-    """The workflows saved before the V3 schema queue and run as they are (with the pack's demo model)."""
+    """The workflows saved before the V3 schema, and the examples made only of the pack's nodes and the
+    image outputs, queue and run as they are (with the pack's demo model)."""
     prompt = json.loads((WORKFLOWS / name).read_text())
     results = _execute_api_workflow(registry, prompt)
     decoder = next(k for k, n in prompt.items() if n["class_type"] == "InfinityTokenizerDecode")
@@ -266,6 +268,30 @@ def test_saved_api_workflows_run_on_the_demo_model(registry, mm, name):
     (image,) = results[decoder]
     assert image.shape[0] == sampler["inputs"]["batch_size"] and image.shape[-1] == 3
     assert 0 <= image.min() and image.max() <= 1 and image.std() > 0.05
+
+
+def test_example_workflows_leave_optional_keys_out_and_have_a_thumbnail():
+    """The frontend's workflow schema rejects null where a key is optional (floatingLinks, extra.reroutes,
+    definitions, outputs[].slot_index); an unlinked input's link is null, as the frontend saves it. The
+    template browser shows <name>.jpg as the card."""
+    def nulls(value, path=""):
+        if value is None and not path.endswith(".link"):
+            yield path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from nulls(item, f"{path}.{key}")
+        elif isinstance(value, list) and not path.endswith(".links"):
+            for index, item in enumerate(value):
+                yield from nulls(item, f"{path}[{index}]")
+    examples = sorted(EXAMPLES.glob("*.json"))
+    assert len(examples) >= 4
+    for path in examples:
+        workflow = json.loads(path.read_text())
+        assert list(nulls(workflow)) == [], path.name
+        assert path.with_suffix(".jpg").is_file(), path.name
+        with Image.open(path.with_suffix(".jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and min(thumbnail.size) >= 128
+        assert all(c.isalnum() or c in " -" for c in path.stem), path.name    # safe in a URL once encoded
 
 
 def test_custom_socket_types_keep_stable_diffusion_types_out(registry):

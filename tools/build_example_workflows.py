@@ -1,0 +1,278 @@
+"""Write the pack's example workflows: UI format in example_workflows/ (what the template browser loads) and
+the same graphs in API format in tests/workflows/ (what tests and scripts queue through /prompt).
+
+    python tools/build_example_workflows.py
+
+The Infinity nodes' inputs, widgets and outputs are read from the nodes themselves (imported against the
+comfy stand-ins in tests/comfy_stub), so a workflow always matches the schema; the few core ComfyUI nodes
+used are described here. UI files leave out every optional key rather than writing null, which the
+frontend's workflow schema rejects. Every example runs as-is on the demo model and makes its own input
+picture with a text-to-image part, so none needs a file from the user.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "example_workflows"
+API_WORKFLOWS = ROOT / "tests" / "workflows"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+NODE_WIDTH = 320
+
+# Core ComfyUI nodes the examples use: (inputs as (name, type, widget?)), outputs as (name, type))
+CORE_NODES = {
+    "SaveImage": ([("images", "IMAGE", False), ("filename_prefix", "STRING", True)], []),
+    "PreviewImage": ([("images", "IMAGE", False)], []),
+    "SolidMask": ([("value", "FLOAT", True), ("width", "INT", True), ("height", "INT", True)], [("MASK", "MASK")]),
+    "MaskComposite": ([("destination", "MASK", False), ("source", "MASK", False), ("x", "INT", True),
+                       ("y", "INT", True), ("operation", "COMBO", True)], [("MASK", "MASK")]),
+    "ImageCrop": ([("image", "IMAGE", False), ("width", "INT", True), ("height", "INT", True), ("x", "INT", True),
+                   ("y", "INT", True)], [("IMAGE", "IMAGE")]),
+    "Note": ([("text", "STRING", True)], []),
+}
+DEMO = {"model_file": "infinity_demo_shapes.safetensors", "vae_file": "infinity_demo_shapes_vae.safetensors",
+        "text_encoder_folder": "t5_demo_shapes", "dtype": "auto"}
+SAMPLER = {"cfg": 3.0, "tau": 0.5, "top_k": 900, "top_p": 0.97, "aspect_ratio": "1:1", "pixels": "0.06M",
+           "batch_size": 1, "keep_scales": 0}
+
+
+def infinity_node_specs() -> dict:
+    """node id -> (inputs [(name, type, widget?, options)], outputs [(name, type)]) from the pack's schemas."""
+    sys.path.insert(0, str(ROOT / "tests" / "comfy_stub"))
+    import folder_paths
+    folder_paths.reset(str(ROOT / "models"))
+    spec = importlib.util.spec_from_file_location("infinity_pack", ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["infinity_pack"] = pack
+    spec.loader.exec_module(pack)
+    nodes = asyncio.run(asyncio.run(pack.comfy_entrypoint()).get_node_list())
+    specs = {}
+    for cls in nodes:
+        schema = cls.GET_SCHEMA()
+        declared = cls.INPUT_TYPES()
+        inputs = [(name, kind, kind in WIDGET_TYPES, options)
+                  for group in ("required", "optional") for name, (kind, options) in declared.get(group, {}).items()]
+        outputs = [(o.display_name, o.io_type) for o in schema.outputs]
+        specs[schema.node_id] = (inputs, outputs)
+    return specs
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: tuple[int, int]
+    widgets: dict = field(default_factory=dict)      # widget name -> value
+    links: dict = field(default_factory=dict)        # input name -> (Node, output slot)
+    height: int = 120
+    title: str | None = None
+
+
+class Graph:
+    def __init__(self, specs: dict):
+        self.specs = specs
+        self.nodes: list[Node] = []
+
+    def add(self, node_type: str, pos: tuple[int, int], box_height: int = 120, title: str | None = None,
+            **inputs) -> Node:
+        """A node at `pos`, `box_height` px tall; inputs are widget values or (source node, output slot)."""
+        node = Node(len(self.nodes) + 1, node_type, pos, height=box_height, title=title)
+        for name, value in inputs.items():
+            if isinstance(value, tuple):
+                node.links[name] = value
+            else:
+                node.widgets[name] = value
+        self.nodes.append(node)
+        return node
+
+    def _inputs(self, node: Node) -> list[tuple]:
+        if node.type in CORE_NODES:
+            return [(name, kind, widget, {}) for name, kind, widget in CORE_NODES[node.type][0]]
+        return self.specs[node.type][0]
+
+    def _outputs(self, node: Node) -> list[tuple]:
+        return CORE_NODES[node.type][1] if node.type in CORE_NODES else self.specs[node.type][1]
+
+    def ui(self) -> dict:
+        links, link_ids = [], {}
+        for node in self.nodes:
+            names = [name for name, *_ in self._inputs(node)]
+            for name, (source, slot) in node.links.items():
+                link_id = len(links) + 1
+                kind = self._outputs(source)[slot][1]
+                links.append([link_id, source.id, slot, node.id, names.index(name), kind])
+                link_ids[(node.id, name)] = link_id
+        nodes = []
+        for order, node in enumerate(self.nodes):
+            inputs, values = [], []
+            for name, kind, widget, options in self._inputs(node):
+                if node.type == "Note":
+                    break
+                if widget and (node.id, name) not in link_ids and name not in node.widgets:
+                    raise ValueError(f"{node.type} #{node.id}: no value for widget '{name}'")
+                entry = {"name": name, "type": kind, "link": link_ids.get((node.id, name))}
+                if widget:
+                    entry["widget"] = {"name": name}
+                inputs.append(entry)
+                if widget:
+                    values.append(node.widgets[name])
+                    if options.get("control_after_generate"):
+                        values.append("fixed")      # the saved seed reproduces the thumbnail
+            outputs = []
+            for slot, (name, kind) in enumerate(self._outputs(node)):
+                targets = [link[0] for link in links if link[1] == node.id and link[2] == slot]
+                outputs.append({"name": name, "type": kind, "links": targets})
+            entry = {"id": node.id, "type": node.type, "pos": list(node.pos), "size": [NODE_WIDTH, node.height],
+                     "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
+                     "properties": {"Node name for S&R": node.type},
+                     "widgets_values": [node.widgets["text"]] if node.type == "Note" else values}
+            if node.title:
+                entry["title"] = node.title
+            if node.type == "Note":
+                entry.update(color="#432", bgcolor="#653", properties={})
+            nodes.append(entry)
+        return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": len(self.nodes),
+                "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
+                "extra": {"ds": {"scale": 0.8, "offset": [20, 20]}}, "version": 0.4}
+
+    def api(self) -> dict:
+        prompt = {}
+        for node in self.nodes:
+            if node.type == "Note":
+                continue
+            inputs = {name: [str(source.id), slot] for name, (source, slot) in node.links.items()}
+            inputs.update(node.widgets)
+            prompt[str(node.id)] = {"class_type": node.type, "inputs": inputs}
+        return prompt
+
+
+def loaders(graph: Graph) -> tuple[Node, Node, Node]:
+    encoder = graph.add("InfinityTextEncoderLoader", (20, 40), 90, text_encoder_folder=DEMO["text_encoder_folder"],
+                        dtype=DEMO["dtype"])
+    model = graph.add("InfinityTransformerLoader", (20, 170), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
+    vae = graph.add("InfinityVAELoader", (20, 300), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
+    return encoder, model, vae
+
+
+def text_to_image(graph: Graph, encoder, model, vae, prompt: str, seed: int, x: int, y: int = 40,
+                  title: str | None = None, **sampler) -> tuple[Node, Node]:
+    cond = graph.add("InfinityTextEncode", (x, y), 200, text_encoder=(encoder, 0), prompt=prompt, negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (x + 360, y), 420, title=title, model=(model, 0),
+                      conditioning=(cond, 0), vae=(vae, 0), seed=seed, **{**SAMPLER, **sampler})
+    image = graph.add("InfinityTokenizerDecode", (x + 720, y), 80, vae=(vae, 0), codes=(codes, 0))
+    return codes, image
+
+
+NOTE_MODELS = ("Runs as-is on the small demo model shipped with the pack (coloured shapes, 256 x 256). For the "
+               "published Infinity 2B: put infinity_2b_reg.pth and infinity_vae_d32reg.pth in models/infinity, a "
+               "local copy of google/flan-t5-xl in models/text_encoders, and set pixels to 1M.")
+
+
+def build_text_to_image(specs) -> Graph:
+    graph = Graph(specs)
+    encoder, model, vae = loaders(graph)
+    _, image = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42, 380)
+    graph.add("SaveImage", (1460, 40), 420, images=(image, 0), filename_prefix="Infinity")
+    graph.add("Note", (380, 520), 160, text=NOTE_MODELS + "\n\nConnect the VAE to the sampler's vae input for a "
+              "preview at every scale (ComfyUI started with --preview-method auto).")
+    return graph
+
+
+def build_image_to_image(specs) -> Graph:
+    graph = Graph(specs)
+    encoder, model, vae = loaders(graph)
+    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
+                               380, title="Infinity Bitwise Sampler (the input picture)")
+    encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0),
+                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="center")
+    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+                     prompt="a yellow circle at the top left on a blue background", negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (1460, 300), 440, title="Infinity Bitwise Sampler (img2img)",
+                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
+                      **{**SAMPLER, "keep_scales": 3})
+    image = graph.add("InfinityTokenizerDecode", (1820, 300), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1820, 40), 240, images=(picture, 0))
+    graph.add("SaveImage", (2180, 300), 420, images=(image, 0), filename_prefix="Infinity_img2img")
+    graph.add("Note", (20, 520), 240, text="Image to image: Infinity Encode Image turns a picture (here made "
+              "by the first sampler) into the bits of every scale; the second sampler keeps the first "
+              "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
+              "stay closer to the picture, like a lower denoise.\n\n" + NOTE_MODELS)
+    return graph
+
+
+def build_inpaint(specs) -> Graph:
+    graph = Graph(specs)
+    encoder, model, vae = loaders(graph)
+    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
+                               380, title="Infinity Bitwise Sampler (the input picture)")
+    canvas = graph.add("SolidMask", (20, 520), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (20, 660), 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", (20, 800), 150, destination=(canvas, 0), source=(square, 0), x=0, y=0,
+                     operation="add")
+    encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0), mask=(mask, 0),
+                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="center")
+    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+                     prompt="a green square at the top left on a blue background", negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (1460, 300), 440, title="Infinity Bitwise Sampler (inpaint)",
+                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
+                      **SAMPLER)
+    image = graph.add("InfinityTokenizerDecode", (1820, 300), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1820, 40), 240, images=(picture, 0))
+    graph.add("SaveImage", (2180, 300), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
+    graph.add("Note", (380, 760), 200, text="Inpainting: the mask (white = redraw; here a square over the circle, "
+              "made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
+              "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
+              "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
+    return graph
+
+
+def build_outpaint(specs) -> Graph:
+    graph = Graph(specs)
+    encoder, model, vae = loaders(graph)
+    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
+                               380, title="Infinity Bitwise Sampler (the input picture)")
+    half = graph.add("ImageCrop", (1460, 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
+    padded = graph.add("InfinityPadForOutpainting", (1460, 240), 250, image=(half, 0), left=0, top=0, right=128,
+                       bottom=0, feather=0, pixels="0.06M")
+    encoded = graph.add("InfinityEncodeImage", (1460, 530), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
+                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="disabled")
+    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+                     prompt="a red circle at the top left and a yellow triangle on the right on a blue background",
+                     negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (1820, 300), 440, title="Infinity Bitwise Sampler (outpaint)",
+                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
+                      **SAMPLER)
+    image = graph.add("InfinityTokenizerDecode", (2180, 300), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1820, 40), 240, images=(padded, 0))
+    graph.add("SaveImage", (2540, 300), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
+    graph.add("Note", (20, 520), 240, text="Outpainting: the left half of a picture is extended to the right by "
+              "Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new area. "
+              "The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
+    return graph
+
+
+EXAMPLE_GRAPHS = {
+    "Infinity text to image": (build_text_to_image, "infinity_t2i_example_api.json"),
+    "Infinity image to image": (build_image_to_image, "infinity_img2img_example_api.json"),
+    "Infinity inpainting": (build_inpaint, "infinity_inpaint_example_api.json"),
+    "Infinity outpainting": (build_outpaint, "infinity_outpaint_example_api.json"),
+}
+
+
+def main() -> None:
+    specs = infinity_node_specs()
+    for title, (build, api_name) in EXAMPLE_GRAPHS.items():
+        graph = build(specs)
+        (EXAMPLES / f"{title}.json").write_text(json.dumps(graph.ui(), indent=1) + "\n")
+        (API_WORKFLOWS / api_name).write_text(json.dumps(graph.api(), indent=1) + "\n")
+        print(f"wrote {EXAMPLES.name}/{title}.json and tests/workflows/{api_name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -275,7 +275,8 @@ def preview_image_bytes(message: bytes) -> bytes | None:
 
 def run_watched(server: Server, prompt: dict, interrupt_at: tuple[str, int] | None = None) -> WatchedRun:
     """Queue `prompt` on a fresh websocket client and record its progress and previews until it finishes.
-    interrupt_at=(node id, value): POST /interrupt as soon as that node reports that progress value."""
+    interrupt_at=(node id, value): POST /interrupt as soon as that node reports progress of at least that
+    value (a node may leave out updates that come too close together)."""
     client_id = uuid.uuid4().hex
     socket_ = ComfyWebSocket(server, client_id)
     try:
@@ -296,8 +297,8 @@ def run_watched(server: Server, prompt: dict, interrupt_at: tuple[str, int] | No
                 continue
             if event["type"] == "progress":
                 run.progress.append((str(data["node"]), data["value"], data["max"]))
-                if (interrupt_at is not None and not interrupted
-                        and (str(data["node"]), data["value"]) == interrupt_at):
+                if (interrupt_at is not None and not interrupted and str(data["node"]) == interrupt_at[0]
+                        and data["value"] >= interrupt_at[1]):
                     assert server.request("/interrupt", {})[0] == 200
                     interrupted = True
             elif event["type"] in FINISHED and data.get("prompt_id") == prompt_id:

@@ -49,6 +49,7 @@ from standin_models import DEMO_NAMES, FIXTURES, build_standin_models, write_mis
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = Path(__file__).resolve().parent / "workflows"
+SAVED_BEFORE_V3 = WORKFLOWS / "ui" / "saved_before_v3_t2i_basic.json"   # the UI example as of the classic nodes
 EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
 BASIC_API = "infinity_t2i_basic_api.json"
 PACK_FOLDER = "comfyui-infinity"
@@ -369,9 +370,10 @@ def test_interrupt_stops_sampling_and_the_next_run_reuses_the_loaded_models(serv
 
 
 def test_interrupt_at_every_scale_then_the_rerun_gives_the_same_bytes(server):
-    """For each scale k, a run interrupted when the sampler reports scale k, then the same prompt again:
-    the rerun's pixels equal those of an uninterrupted run of that prompt (seed k). The prompts alternate,
-    so ComfyUI's cache (the last prompt's outputs) never answers for the sampler."""
+    """For each scale k, a run interrupted as soon as the sampler reports k scales done (the interrupt lands at
+    the next scale, or in the next node when that report is the last), then the same prompt again: the rerun's
+    pixels equal those of an uninterrupted run of that prompt (seed 7000 + k). The prompts alternate, so
+    ComfyUI's cache (the last prompt's outputs) never answers for the sampler."""
     base = _api_workflow(BASIC_API)
     sampler_id = _sampler_id(base)
     _, _, scales = _output_size(server, _sampler(base))
@@ -389,7 +391,7 @@ def test_interrupt_at_every_scale_then_the_rerun_gives_the_same_bytes(server):
     for scale, prompt in enumerate(prompts):
         interrupted = run_watched(server, prompt, interrupt_at=(sampler_id, scale))
         seen = interrupted.node_progress(sampler_id)
-        stopped_after.append(max(seen) if seen else None)
+        stopped_after.append(f"{max(seen) if seen else '-'}@{interrupted.last_message.get('node_type', '?')}")
         if interrupted.outcome != "execution_interrupted":
             problems.append(f"scale {scale}: the run ended with {interrupted.outcome}, not interrupted")
         entry = server.wait(server.queue(prompt))
@@ -399,7 +401,7 @@ def test_interrupt_at_every_scale_then_the_rerun_gives_the_same_bytes(server):
             problems.append(f"scale {scale}: the rerun's pixels differ from the uninterrupted run's")
         else:
             identical += 1
-    _figure(f"interrupt: {scales} scales, interrupted after progress {stopped_after}, "
+    _figure(f"interrupt: {scales} scales, stopped at (sampler progress@node) {stopped_after}, "
             f"{identical}/{scales} reruns identical to the uninterrupted run")
     assert server.alive() and not problems, "\n".join(problems)
 
@@ -764,3 +766,33 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
         f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
     assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"
+
+
+def test_workflow_saved_before_the_v3_nodes_loads_with_its_values_and_runs(ui):
+    """A UI workflow saved with the classic (pre-V3) nodes, opened as a file is (app.loadGraphData): every
+    widget keeps its saved value, and it runs. Its nulls (floatingLinks, slot_index...) are the saved file's and
+    make 1.27.10 raise its schema toast; any other toast, a dialog or a console error fails."""
+    saved = json.loads(SAVED_BEFORE_V3.read_text())
+    ui.console_errors()
+    started = ui.now()
+    result = ui.js_async("await app.loadGraphData(args[0]); return true;", saved)
+    assert result is True, result
+    time.sleep(1)
+    graph = ui.graph_summary()
+    loaded = {node["id"]: node for node in graph["nodes"]}
+    shifted = [f"{node['type']} #{node['id']}: saved {node['widgets_values']}, loaded {loaded[str(node['id'])]['values']}"
+               for node in saved["nodes"] if isinstance(node.get("widgets_values"), list)
+               and loaded[str(node["id"])]["values"][:len(node["widgets_values"])] != node["widgets_values"]]
+    assert not shifted, f"{ui.label}: {shifted}"
+    before = set(ui.server.request("/history")[1])
+    queued = ui.now()
+    assert ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;") is True
+    prompt_id = ui.wait_for("return window.__infinityWatch.executions.find(e => e.t >= arguments[0]"
+                            " && e.type === 'execution_start')?.prompt_id", "the queued prompt never started",
+                            60, queued)
+    entry = ui.server.wait(prompt_id)
+    assert prompt_id not in before and entry["status"]["status_str"] == "success", entry["status"]
+    assert [image.size for image in ui.server.images(entry)] == [(256, 256)]
+    popups = [text for text in ui.popups_since(started) if "Invalid workflow against zod schema" not in text]
+    assert not popups, f"{ui.label}: {popups}"
+    assert not ui.console_errors()

@@ -117,12 +117,12 @@ class InfinityEncodeImage(io.ComfyNode):
                                dtype=vae.vae.dtype)
         comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
         bits = encode_image(vae.vae, pictures, schedule, fit, upscale_method)
-        shown = to_comfy_image(fit_image(pictures, schedule, fit, upscale_method))
+        fitted = fit_image(pictures, schedule, fit, upscale_method)             # [B, 3, Hs, Ws] in [-1, 1]
         device = comfy_bridge.intermediate_device()
-        encoded = InfinityEncodedImage(tuple(b.to(device) for b in bits), schedule, pixels,
+        encoded = InfinityEncodedImage(tuple(b.to(device) for b in bits), schedule, pixels, fitted.to(device),
                                        None if fitted_mask is None else fitted_mask.to(device),
                                        vae.file_name, vae.config.codebook_dim)
-        return io.NodeOutput(encoded, shown.to(device))
+        return io.NodeOutput(encoded, to_comfy_image(fitted).to(device))
 
 
 class InfinityPadForOutpainting(io.ComfyNode):

@@ -19,7 +19,7 @@ from . import comfy_bridge, previews
 from .schema import node_schema
 from .types import (InfinityCodes, InfinityCodesSocket, InfinityConditioning, InfinityConditioningSocket,
                     InfinityEncodedImage, InfinityEncodedImageSocket, InfinityModel, InfinityModelSocket,
-                    InfinityVAE, InfinityVAESocket)
+                    InfinityVAE, InfinityVAESocket, InpaintPaste)
 
 DEFAULTS = SamplingConfig()
 DEFAULT_PIXELS = "0.06M"   # 256 x 256 at 1:1: the shipped demo model's size, and quick on a CPU
@@ -102,7 +102,10 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
     result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
                       callback=comfy_bridge.progress(schedule.num_scales, preview), **from_image)
-    return InfinityCodes(result.codes.to(comfy_bridge.intermediate_device()), model.config, model.file_name)
+    paste = None
+    if encoded_image is not None and encoded_image.mask is not None:
+        paste = InpaintPaste(encoded_image.picture, encoded_image.mask)
+    return InfinityCodes(result.codes.to(comfy_bridge.intermediate_device()), model.config, model.file_name, paste)
 
 
 def _sampler_inputs(guidance: io.Input) -> list[io.Input]:

@@ -83,24 +83,37 @@ class InfinityConditioning:
 
 
 @dataclass(frozen=True)
+class InpaintPaste:
+    """What the decoder pastes back after inpainting: the picture [1 or B, 3, H, W] in [-1, 1] where the
+    mask [1 or B, H, W] (1 = redraw) keeps it."""
+
+    picture: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
 class InfinityCodes:
     """INFINITY_CODES: summed multi-scale codes [B, d, h, w] (the VAE decoder's input), on ComfyUI's
-    intermediate device, with the transformer they came from (to check the VAE pairing)."""
+    intermediate device, with the transformer they came from (to check the VAE pairing) and, after
+    inpainting, the picture to paste back outside the mask."""
 
     codes: torch.Tensor
     model_config: TransformerConfig
     model_name: str
+    paste: InpaintPaste | None = None
 
 
 @dataclass(frozen=True)
 class InfinityEncodedImage:
     """INFINITY_ENCODED_IMAGE: a picture encoded by the VAE on a schedule's grids, for img2img and
     inpainting. `bits` is what `generate(init_bits=)` takes (per scale [B, h, w, d] uint8 on the VAE
-    grids); `mask` is [B, H, W] in 0..1 at the schedule's image size (1 = redraw) or None."""
+    grids); `picture` the picture as fitted to the schedule, [B, 3, H, W] in [-1, 1]; `mask` is [B, H, W] in
+    0..1 at the schedule's image size (1 = redraw) or None."""
 
     bits: tuple[torch.Tensor, ...]
     schedule: Schedule
     pixels: str            # the schedule's pixel budget, a key of PIXEL_BUDGETS
+    picture: torch.Tensor
     mask: torch.Tensor | None
     vae_name: str
     vae_bits: int          # the VAE's code width, to check it against the sampler's model

@@ -820,8 +820,8 @@ def test_keep_scales_beyond_the_schedule_is_refused_naming_both(registry, models
 
 def test_encoded_image_from_another_vae_width_is_refused(env, registry, models):
     encoded, _ = _encode(registry, models, _picture(256, 256))
-    narrow = env.nodes.types.InfinityEncodedImage(encoded.bits, encoded.schedule, encoded.pixels, None, "other_vae",
-                                                  8)
+    narrow = env.nodes.types.InfinityEncodedImage(encoded.bits, encoded.schedule, encoded.pixels, encoded.picture,
+                                                  None, "other_vae", 8)
     with pytest.raises(InfinityError, match="other_vae.*8-bit.*infinity_tiny"):
         sample(registry, models, encoded_image=narrow, keep_scales=2)
 
@@ -842,6 +842,21 @@ def test_a_mask_from_any_mask_node_inpaints_only_its_region(registry, models):
     redrawn = sample(registry, models, encoded_image=inpaint, keep_scales=0, seed=3).codes
     change = (redrawn - reconstruction).abs().mean(1)[0]             # [H, W] latent grid
     assert change[:, :7].mean() > 3 * change[:, 9:].mean()
+
+
+def test_inpainting_decode_pastes_the_picture_back_outside_the_mask(registry, models):
+    """Pixels away from the mask are the (fitted) picture itself; inside the mask they are the decode."""
+    picture = _picture(256, 256)
+    left = torch.zeros(1, 256, 256)
+    left[:, :, :128] = 1
+    inpaint, shown = _encode(registry, models, picture, mask=left)
+    codes = sample(registry, models, encoded_image=inpaint, keep_scales=0, seed=3)
+    (image,) = run(registry, "InfinityTokenizerDecode", vae=models["vae"], codes=codes)
+    (plain,) = run(registry, "InfinityTokenizerDecode", vae=models["vae"],
+                   codes=type(codes)(codes.codes, codes.model_config, codes.model_name))
+    assert torch.allclose(image[:, :, 128:], shown[:, :, 128:], atol=1e-6)
+    assert torch.equal(image[:, :, :112], plain[:, :, :112])
+    assert not torch.allclose(plain[:, :, 128:], shown[:, :, 128:], atol=1e-3)
 
 
 def test_pad_for_outpainting_gives_a_schedule_sized_image_and_the_mask_of_the_new_area(registry, models):

@@ -190,16 +190,16 @@ def build_image_to_image(specs) -> Graph:
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
                                380, title="Infinity Bitwise Sampler (the input picture)")
     encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0),
-                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="center")
+                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
     cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
                      prompt="a yellow circle at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (1460, 300), 440, title="Infinity Bitwise Sampler (img2img)",
+    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (img2img)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **{**SAMPLER, "keep_scales": 3})
-    image = graph.add("InfinityTokenizerDecode", (1820, 300), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1820, 40), 240, images=(picture, 0))
-    graph.add("SaveImage", (2180, 300), 420, images=(image, 0), filename_prefix="Infinity_img2img")
-    graph.add("Note", (20, 520), 240, text="Image to image: Infinity Encode Image turns a picture (here made "
+    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1100, 160), 280, images=(picture, 0))
+    graph.add("SaveImage", (1460, 520), 420, images=(image, 0), filename_prefix="Infinity_img2img")
+    graph.add("Note", (20, 440), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
               "by the first sampler) into the bits of every scale; the second sampler keeps the first "
               "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
               "stay closer to the picture, like a lower denoise.\n\n" + NOTE_MODELS)
@@ -211,21 +211,21 @@ def build_inpaint(specs) -> Graph:
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
                                380, title="Infinity Bitwise Sampler (the input picture)")
-    canvas = graph.add("SolidMask", (20, 520), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (20, 660), 110, value=1.0, width=144, height=144)
-    mask = graph.add("MaskComposite", (20, 800), 150, destination=(canvas, 0), source=(square, 0), x=0, y=0,
+    canvas = graph.add("SolidMask", (1460, 260), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (1820, 260), 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", (1820, 40), 170, destination=(canvas, 0), source=(square, 0), x=0, y=0,
                      operation="add")
     encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0), mask=(mask, 0),
-                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="center")
+                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
     cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
                      prompt="a green square at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (1460, 300), 440, title="Infinity Bitwise Sampler (inpaint)",
+    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (inpaint)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (1820, 300), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1820, 40), 240, images=(picture, 0))
-    graph.add("SaveImage", (2180, 300), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
-    graph.add("Note", (380, 760), 200, text="Inpainting: the mask (white = redraw; here a square over the circle, "
+    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1100, 160), 280, images=(picture, 0))
+    graph.add("SaveImage", (1460, 520), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
+    graph.add("Note", (20, 440), 320, text="Inpainting: the mask (white = redraw; here a square over the circle, "
               "made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
               "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
               "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
@@ -240,18 +240,18 @@ def build_outpaint(specs) -> Graph:
     half = graph.add("ImageCrop", (1460, 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
     padded = graph.add("InfinityPadForOutpainting", (1460, 240), 250, image=(half, 0), left=0, top=0, right=128,
                        bottom=0, feather=0, pixels="0.06M")
-    encoded = graph.add("InfinityEncodeImage", (1460, 530), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
-                        aspect_ratio="match input", pixels="0.06M", upscale_method="bicubic", crop="disabled")
+    encoded = graph.add("InfinityEncodeImage", (1820, 40), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
+                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="disabled")
     cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
                      prompt="a red circle at the top left and a yellow triangle on the right on a blue background",
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (1820, 300), 440, title="Infinity Bitwise Sampler (outpaint)",
+    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (outpaint)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (2180, 300), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1820, 40), 240, images=(padded, 0))
-    graph.add("SaveImage", (2540, 300), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
-    graph.add("Note", (20, 520), 240, text="Outpainting: the left half of a picture is extended to the right by "
+    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (1100, 160), 280, images=(padded, 0))
+    graph.add("SaveImage", (1460, 560), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
+    graph.add("Note", (20, 440), 300, text="Outpainting: the left half of a picture is extended to the right by "
               "Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new area. "
               "The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
     return graph

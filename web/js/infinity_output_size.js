@@ -4,14 +4,16 @@
 //    so it is never duplicated here;
 //  * Infinity Text Encode shows, after it ran, the prompt warnings the server sent (words the text encoder
 //    does not know, text past 512 tokens).
-// The widgets are the read-only multiline STRING widgets ComfyUI's own Preview Any node uses, and are kept
-// out of the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
+// The size is a disabled single-line text widget (drawn on the canvas, an input element with Vue nodes), the
+// warnings a read-only multiline STRING widget as ComfyUI's own Preview Any node uses. Both are kept out of
+// the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { ComfyWidgets } from "../../../scripts/widgets.js";
 
 const SAMPLERS = new Set(["InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced"]);
+const ENCODE_IMAGE = "InfinityEncodeImage";
 const TEXT_ENCODE = "InfinityTextEncode";
 const SIZE_WIDGET = "output_size";
 const WARNINGS_WIDGET = "prompt_warnings";
@@ -19,12 +21,17 @@ const SIZE_INPUTS = ["aspect_ratio", "pixels"];
 
 let outputSizes = null; // {aspect preset: {pixel budget: {width, height, scales}}}
 
+function updateAllOutputSizes() {
+    const graph = app.graph;
+    for (const node of graph?.nodes ?? graph?._nodes ?? []) node.updateInfinityOutputSize?.();
+}
+
 async function loadOutputSizes() {
     try {
         const response = await api.fetchApi("/infinity/output_sizes");
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         outputSizes = await response.json();
-        for (const node of app.graph?._nodes ?? []) node.updateInfinityOutputSize?.();
+        updateAllOutputSizes();
     } catch (error) {
         console.warn("Infinity: could not read the output size table;", error);
     }
@@ -49,10 +56,27 @@ function addReadOnlyText(node, name, label) {
     return widget;
 }
 
-// The text for the node's current widgets, or "" (linked widget, table not loaded).
+// The node that feeds input `name` of `node`, or null (graph.links is a Map in newer frontends).
+function linkedSource(node, name) {
+    const graph = node.graph ?? app.graph;
+    const id = node.inputs?.find((i) => i.name === name)?.link;
+    if (id == null || !graph) return null;
+    const link = graph.links instanceof Map ? graph.links.get(id) : graph.links?.[id];
+    return link ? graph.getNodeById(link.origin_id) : null;
+}
+
+// The text for the node's current widgets (with an encoded image: that of Infinity Encode Image's aspect
+// and pixels), or a note where the size is only known when the graph runs.
 function outputSizeText(node) {
-    if (isLinked(node, "encoded_image")) return "size: that of the encoded image";
-    const size = outputSizes?.[widgetValue(node, "aspect_ratio")]?.[widgetValue(node, "pixels")];
+    let aspect = widgetValue(node, "aspect_ratio");
+    let pixels = widgetValue(node, "pixels");
+    if (isLinked(node, "encoded_image")) {
+        const source = linkedSource(node, "encoded_image");
+        aspect = source ? widgetValue(source, "aspect_ratio") : undefined;
+        pixels = source ? widgetValue(source, "pixels") : undefined;
+        if (!outputSizes?.[aspect]) return `output: the encoded image's size (${pixels ?? "?"} budget)`;
+    }
+    const size = outputSizes?.[aspect]?.[pixels];
     return size ? `output ${size.width} \u00d7 ${size.height} px \u00b7 ${size.scales} scales` : "";
 }
 
@@ -65,7 +89,11 @@ function addOutputSize(nodeType) {
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
-        addReadOnlyText(this, SIZE_WIDGET, "output");
+        const size = this.addWidget("text", SIZE_WIDGET, "", () => this.updateInfinityOutputSize(),
+                                    { serialize: false, read_only: true });
+        size.label = "size";
+        size.serialize = false;
+        size.disabled = true;
         for (const name of SIZE_INPUTS) {
             const widget = this.widgets?.find((w) => w.name === name);
             if (!widget) continue;
@@ -90,6 +118,25 @@ function addOutputSize(nodeType) {
     }
 }
 
+// Infinity Encode Image's aspect and pixels set the size of the samplers it feeds.
+function followEncodeImage(nodeType) {
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+        const result = onNodeCreated?.apply(this, arguments);
+        for (const name of SIZE_INPUTS) {
+            const widget = this.widgets?.find((w) => w.name === name);
+            if (!widget) continue;
+            const callback = widget.callback;
+            widget.callback = (...args) => {
+                const value = callback?.apply(widget, args);
+                updateAllOutputSizes();
+                return value;
+            };
+        }
+        return result;
+    };
+}
+
 function addPromptWarnings(nodeType) {
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
@@ -108,6 +155,7 @@ app.registerExtension({
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
         if (SAMPLERS.has(nodeData.name)) addOutputSize(nodeType);
+        if (nodeData.name === ENCODE_IMAGE) followEncodeImage(nodeType);
         if (nodeData.name === TEXT_ENCODE) addPromptWarnings(nodeType);
     },
 });

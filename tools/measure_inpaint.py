@@ -1,6 +1,6 @@
 """Image in, measured on the demo model: inpainting, outpainting and image-to-image (issue 15's tables).
 
-    python tools/measure_inpaint.py --scenes 100 --seed 0
+    python tools/measure_inpaint.py --scenes 100 --seed 0 [--grey-pad] [--mask-study 40]
 
 Scenes are held-out single-object scenes of the training data generator (training/shapes.py), scored
 by training/detector.py. Sampling uses the CLI defaults (cfg 3, tau 0.5, top_k 900, top_p 0.97, 0.06M).
@@ -14,15 +14,21 @@ Image i of every table draws from seed + i, so each row compares the same random
   16 px from the mask (no masked pixel in their 33 x 33 neighbourhood), next to the VAE reconstruction's
   PSNR on the same pixels. Seam: the mean squared RGB gradient (forward differences, 0..1 scale) over the
   band of pixels within 2 px of the mask edge, divided by the same mean over the kept pixels more than
-  16 px from the mask; 1 means the edge is as smooth as the rest of the kept background.
+  16 px from the mask; 1 means the edge is as smooth as the rest of the kept background. Rows with
+  image_in.paste_outside_mask show the decode-side composite (the VAE reconstruction, or the input, where
+  the mask keeps): the decoder's GroupNorm spans the whole image, so kept codes alone do not keep pixels.
+  --mask-study N adds other masks (0 / 1 / 2 tokens of margin, edges that cut tokens).
 * Outpainting: the scene's left half, padded back to 256 x 256 by pad_for_outpaint (the new right half
   is masked), prompted with the scene's own caption. Continuity: over the new area's pixels outside the
   object's grown box (background in the original scene), the share whose nearest palette colour is the
   scene's background and their mean RGB distance to it (0..255). Seam as above, along the new area's
-  edge, both band and reference restricted to pixels outside the object's grown box.
+  edge, both band and reference restricted to pixels outside the object's grown box. --grey-pad adds
+  the same run from a mid-grey fill, the alternative to pad_for_outpaint's edge replication.
 * Image-to-image: the official fixtures (tests/fixtures/infinity_tiny_img2img) through
   vae.encode(...).bits -> generate(init_bits=, init_scales=K), and on the demo model keep K = 0 .. all
   scales with the colour-edit prompt: how K trades the prompt against the picture.
+* Time: per phase (wall and this process's CPU time, which a shared machine disturbs less), and
+  generate() alone, plain against inpainting, alternating on one batch.
 """
 from __future__ import annotations
 
@@ -304,7 +310,7 @@ def mask_study_table(models: Models, specs, scenes: np.ndarray, scenes_tensor: t
 
 
 def outpaint_table(models: Models, specs, scenes_tensor: torch.Tensor, scenes: np.ndarray, recon: torch.Tensor,
-                   seed: int, timer: Timer) -> str:
+                   seed: int, timer: Timer, grey_pad: bool) -> str:
     half = IMAGE_SIZE // 2
     padded, masks, schedule = pad_for_outpaint(scenes_tensor[..., :half], 0, 0, IMAGE_SIZE - half, 0, PIXELS)
     assert schedule.image_size == (IMAGE_SIZE, IMAGE_SIZE)
@@ -316,8 +322,10 @@ def outpaint_table(models: Models, specs, scenes_tensor: torch.Tensor, scenes: n
     grey = torch.where(masks[:, None] > 0.5, torch.zeros_like(padded), padded)            # mid-grey fill instead
     rows = [("original scene (reference)", scenes), ("VAE reconstruction of the scene", as_uint8(recon)),
             ("padded input, edge-replicated (no generation)", as_uint8(padded))]
-    for label, canvas in (("outpainted from the edge-replicated pad (pad_for_outpaint)", padded),
-                          ("outpainted from a mid-grey pad (comparison)", grey)):
+    canvases = [("outpainted from the edge-replicated pad (pad_for_outpaint)", padded)]
+    if grey_pad:
+        canvases.append(("outpainted from a mid-grey pad (comparison)", grey))
+    for label, canvas in canvases:
         bits = encode_all(models, canvas, timer, "outpaint: encode")
         images, _ = run(models, specs, seed, timer, "outpaint", init_bits=bits, masks=masks)
         rows.append((label, as_uint8(images)))
@@ -393,6 +401,27 @@ def keep_sweep_table(models: Models, specs, scenes: np.ndarray, bits, seed: int,
     return "\n".join(lines)
 
 
+def interleaved_timing_table(models: Models, specs, bits, seed: int, repeats: int = 3) -> str:
+    """Plain against inpainting generation on one batch, alternating, so machine load hits both alike."""
+    batch = specs[:BATCH]
+    cond = models.text_encoder.encode([caption(spec) for spec in batch])
+    masks = torch.stack([box_mask(object_box(spec, TOKEN)) for spec in batch])
+    paths = {"plain": {}, "inpaint (mask = box + 1 token)": dict(init_bits=[b[:len(batch)] for b in bits], mask=masks)}
+    samples = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, extra in paths.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            generate(models.transformer, cond, pixels=PIXELS, seed=seed, **SAMPLING, **extra)
+            samples[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    lines = [f"generate() alone, {len(batch)} images per call, {repeats} alternating calls each (median)", "",
+             "| path | wall s / image | CPU s / image |", "|---|---|---|"]
+    medians = {name: np.median(np.array(values), axis=0) / len(batch) for name, values in samples.items()}
+    lines += [f"| {name} | {wall:.3f} | {cpu:.3f} |" for name, (wall, cpu) in medians.items()]
+    (plain_wall, plain_cpu), (inpaint_wall, inpaint_cpu) = medians.values()
+    lines.append(f"| inpaint / plain | {inpaint_wall / plain_wall:.2f}x | {inpaint_cpu / plain_cpu:.2f}x |")
+    return "\n".join(lines)
+
+
 def timing_table(timer: Timer) -> str:
     lines = [f"Time per image (batches of {BATCH}, {torch.get_num_threads()} threads; CPU = this process's CPU time)",
              "", "| phase | wall s / image | CPU s / image |", "|---|---|---|"]
@@ -415,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sweep-scenes", type=int, default=SWEEP_SCENES, help="scenes of the keep-K sweep")
+    parser.add_argument("--grey-pad", action="store_true",
+                        help="also outpaint from a mid-grey pad, against pad_for_outpaint's edge replication")
     parser.add_argument("--mask-study", type=int, default=0, metavar="N",
                         help="also inpaint the first N scenes with other masks (margins, token-straddling edges)")
     parser.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER)
@@ -442,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                              lambda i=i: reconstruct(models, scenes_tensor[i:i + BATCH]))
                        for i in range(0, len(specs), BATCH)])                 # [N, 3, 256, 256]
     print(inpaint_tables(models, specs, scenes, scenes_tensor, recon, bits, args.seed, timer), end="\n\n", flush=True)
-    print(outpaint_table(models, specs, scenes_tensor, scenes, recon, args.seed, timer), end="\n\n", flush=True)
+    print(outpaint_table(models, specs, scenes_tensor, scenes, recon, args.seed, timer, args.grey_pad),
+          end="\n\n", flush=True)
     if args.mask_study:
         study = min(args.mask_study, len(specs))
         print(mask_study_table(models, specs[:study], scenes[:study], scenes_tensor[:study], recon[:study],
@@ -452,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
           end="\n\n", flush=True)
     print(fixture_parity_table(), end="\n\n")
     print(timing_table(timer), end="\n\n")
+    print(interleaved_timing_table(models, specs, bits, args.seed), end="\n\n")
     print(f"total run time {time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads")
     return 0
 

@@ -175,8 +175,18 @@ def picture_inputs(pipe: InfinityPipeline, picture: Picture, config: SamplingCon
     return {"init_bits": bits, "init_scales": keep, "mask": mask}
 
 
+def check_demo_files(args: argparse.Namespace) -> None:
+    """The demo model ships in the pack's source folder, not with a pip-installed engine: say so."""
+    for flag, path, demo in (("--transformer", args.transformer, DEMO_TRANSFORMER), ("--vae", args.vae, DEMO_VAE),
+                             ("--text-encoder", args.text_encoder, DEMO_TEXT_ENCODER)):
+        if path == demo and not demo.exists():
+            raise InfinityError(f"the demo model is not here ({demo}): it ships in the pack's source folder, not "
+                                f"with an installed engine; pass {flag} (and the other two model paths)")
+
+
 def run_generate(args: argparse.Namespace) -> list[Path]:
     started = time.perf_counter()
+    check_demo_files(args)
     device = resolve_device(args.device)
     picture = read_picture(args)
     config = sampling_config(args, picture, model_defaults(args.transformer))

@@ -5,7 +5,8 @@
 
 Each case alternates runs without previews, with previews paced as the ComfyUI sampler paces them
 (PreviewPacer at PREVIEW_SHARE), and with a preview after every scale; the table gives median times,
-the overhead against no previews, and the frames rendered. The preview is `render_preview` (the VAE's
+the overhead against no previews, the frames rendered, and the frames' own share of each run (their
+rendering time over the run's time: the figure that a busy machine disturbs least). The preview is `render_preview` (the VAE's
 decode of the pooled summed codes). Bench model: ../shared/bench (or INFINITY_BENCH_DIR), the published
 2B's structure at depth 8; demo model: models/ of this repository.
 """
@@ -74,8 +75,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     variants = {"no preview": None, f"paced ({PREVIEW_SHARE:.0%})": PREVIEW_SHARE, "every scale": 1.0}
     print(f"threads {args.threads}, {args.runs} runs per variant, median seconds (range)")
-    print(f"| case | variant | generation s | overhead | frames | frame s |")
-    print("|---|---|---|---|---|---|")
+    print("| case | variant | generation s | overhead | frames | frame s | frames' share |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.cases:
         label, model, vae, cond, pixels = {"bench": bench_case, "demo": demo_case}[name]()
         timed_run(model, vae, cond, pixels, 1.0, seed=0)                       # warm-up: allocations, caches
@@ -90,8 +91,9 @@ def main() -> None:
             frames = statistics.median(f for _, f, _ in runs)
             frame_s = statistics.median(c / f for _, f, c in runs if f) if any(f for _, f, _ in runs) else 0.0
             overhead = "" if variant == "no preview" else f"{(median / base - 1):+.1%}"
+            share = statistics.median(c / s for s, _, c in runs)
             print(f"| {label} | {variant} | {median:.3f} ({min(seconds):.3f}-{max(seconds):.3f}) | {overhead} | "
-                  f"{frames:g} | {frame_s:.3f} |")
+                  f"{frames:g} | {frame_s:.3f} | {share:.1%} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 //    so it is never duplicated here;
 //  * Infinity Text Encode shows, after it ran, the prompt warnings the server sent (words the text encoder
 //    does not know, text past 512 tokens).
-// The size is a disabled single-line text widget (drawn on the canvas, an input element with Vue nodes), the
+// The size is a single-line text widget (drawn on the canvas, an input element with Vue nodes), the
 // warnings a read-only multiline STRING widget as ComfyUI's own Preview Any node uses. Both are kept out of
 // the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
@@ -92,8 +92,7 @@ function addOutputSize(nodeType) {
         const size = this.addWidget("text", SIZE_WIDGET, "", () => this.updateInfinityOutputSize(),
                                     { serialize: false, read_only: true });
         size.label = "size";
-        size.serialize = false;
-        size.disabled = true;
+        size.serialize = false;   // an edit is undone by the callback: the line always shows the table's size
         for (const name of SIZE_INPUTS) {
             const widget = this.widgets?.find((w) => w.name === name);
             if (!widget) continue;

@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -218,9 +219,9 @@ def test_every_example_workflow_is_a_template_with_a_thumbnail(server):
     assert sorted(listed) == [path.stem for path in EXAMPLES]
     missing_thumbnails = []
     for path in EXAMPLES:
-        status, served = server.request(f"/api/workflow_templates/{PACK_FOLDER}/{path.name}")
+        status, served = server.request(f"/api/workflow_templates/{PACK_FOLDER}/{quote(path.name)}")
         assert status == 200 and served == json.loads(path.read_text()), path.name
-        status, thumbnail = server.request(f"/api/workflow_templates/{PACK_FOLDER}/{path.stem}.jpg")
+        status, thumbnail = server.request(f"/api/workflow_templates/{PACK_FOLDER}/{quote(path.stem)}.jpg")
         if status != 200 or not thumbnail.startswith(b"\xff\xd8"):
             missing_thumbnails.append(f"{path.stem}.jpg")
     assert not missing_thumbnails, f"the template browser shows a blank card for {missing_thumbnails}"

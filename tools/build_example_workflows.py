@@ -211,9 +211,9 @@ def build_inpaint(specs) -> Graph:
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
                                380, title="Infinity Bitwise Sampler (the input picture)")
-    canvas = graph.add("SolidMask", (1460, 260), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (1820, 260), 110, value=1.0, width=144, height=144)
-    mask = graph.add("MaskComposite", (1820, 40), 170, destination=(canvas, 0), source=(square, 0), x=0, y=0,
+    canvas = graph.add("SolidMask", (20, 780), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (20, 910), 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", (380, 760), 170, destination=(canvas, 0), source=(square, 0), x=0, y=0,
                      operation="add")
     encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0), mask=(mask, 0),
                         aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
@@ -225,7 +225,7 @@ def build_inpaint(specs) -> Graph:
     image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
     graph.add("PreviewImage", (1100, 160), 280, images=(picture, 0))
     graph.add("SaveImage", (1460, 520), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
-    graph.add("Note", (20, 440), 320, text="Inpainting: the mask (white = redraw; here a square over the circle, "
+    graph.add("Note", (20, 440), 300, text="Inpainting: the mask (white = redraw; here a square over the circle, "
               "made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
               "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
               "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
@@ -240,7 +240,7 @@ def build_outpaint(specs) -> Graph:
     half = graph.add("ImageCrop", (1460, 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
     padded = graph.add("InfinityPadForOutpainting", (1460, 240), 250, image=(half, 0), left=0, top=0, right=128,
                        bottom=0, feather=0, pixels="0.06M")
-    encoded = graph.add("InfinityEncodeImage", (1820, 40), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
+    encoded = graph.add("InfinityEncodeImage", (1460, 520), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
                         aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="disabled")
     cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
                      prompt="a red circle at the top left and a yellow triangle on the right on a blue background",
@@ -250,7 +250,7 @@ def build_outpaint(specs) -> Graph:
                       **SAMPLER)
     image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
     graph.add("PreviewImage", (1100, 160), 280, images=(padded, 0))
-    graph.add("SaveImage", (1460, 560), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
+    graph.add("SaveImage", (1100, 640), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
     graph.add("Note", (20, 440), 300, text="Outpainting: the left half of a picture is extended to the right by "
               "Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new area. "
               "The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)

@@ -4,7 +4,8 @@
 //    so it is never duplicated here;
 //  * Infinity Text Encode shows, after it ran, the prompt warnings the server sent (words the text encoder
 //    does not know, text past 512 tokens).
-// The size is a single-line text widget (drawn on the canvas, an input element with Vue nodes), the
+// The size is a combo widget whose one choice is the size text: combos are drawn on the canvas and rendered by
+// every Nodes 2.0 version (frontend 1.27's Vue nodes render no text widgets, not even the core's). The
 // warnings a read-only multiline STRING widget as ComfyUI's own Preview Any node uses. Both are kept out of
 // the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
@@ -83,16 +84,19 @@ function outputSizeText(node) {
 function addOutputSize(nodeType) {
     nodeType.prototype.updateInfinityOutputSize = function () {
         const widget = this.widgets?.find((w) => w.name === SIZE_WIDGET);
-        if (widget) widget.value = outputSizeText(this);
+        if (!widget) return;
+        const text = outputSizeText(this);
+        widget.options.values = [text];
+        widget.value = text;
     };
 
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
-        const size = this.addWidget("text", SIZE_WIDGET, "", () => this.updateInfinityOutputSize(),
-                                    { serialize: false, read_only: true });
+        const size = this.addWidget("combo", SIZE_WIDGET, "", () => this.updateInfinityOutputSize(),
+                                    { values: [""], serialize: false });
         size.label = "size";
-        size.serialize = false;   // an edit is undone by the callback: the line always shows the table's size
+        size.serialize = false;
         for (const name of SIZE_INPUTS) {
             const widget = this.widgets?.find((w) => w.name === name);
             if (!widget) continue;

@@ -127,8 +127,10 @@ class ScaleSampler:
         self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=model.device,
                                         memory_format=torch.channels_last_3d).zero_()   # [B, dv, 1, H, W]
         # the image's own partial sum, which the kept region of `summed_codes` follows (inpainting only)
-        self.image_codes = (torch.zeros_like(self.summed_codes)
-                            if known is not None and known.keep_latents is not None else None)
+        self.image_codes = None    # [n, dv, 1, H, W], n = 1 for one picture under the whole batch
+        if known is not None and known.keep_latents is not None:
+            pictures = known.vae_bits[0].shape[0]
+            self.image_codes = torch.zeros_like(self.summed_codes[:1]).expand(pictures, -1, -1, -1, -1)
         self.bits: list[torch.Tensor] = []
         # sum of every sampled scale's logits: finite unless one of them is NaN or infinite (|logits| are far
         # below float32's range); read once at the end, so no host sync inside the loop

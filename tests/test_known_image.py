@@ -122,3 +122,14 @@ def test_encoded_picture_round_trip_on_the_vae(model, fox):
         encoded = vae.encode(image, list(schedule.grids))
     result = generate(model, fox, **SETTINGS, init_bits=encoded.bits, init_scales=7)
     torch.testing.assert_close(result.codes, encoded.summed_codes, rtol=0, atol=1e-6)
+
+
+def test_one_picture_under_a_batch_follows_the_batch_rule(model, fox, picture_bits):
+    """A batch of two inpaintings of one picture: image i is the single inpainting with seed + i."""
+    mask = torch.zeros(256, 256)
+    mask[64:192, 64:192] = 1
+    batch = generate(model, fox, **SETTINGS | {"batch_size": 2}, init_bits=picture_bits, mask=mask)
+    for index in range(2):
+        single = generate(model, fox, **SETTINGS | {"seed": SETTINGS["seed"] + index}, init_bits=picture_bits,
+                          mask=mask)
+        assert all(torch.equal(b[index:index + 1], s) for b, s in zip(batch.bits, single.bits)), index

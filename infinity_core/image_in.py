@@ -135,8 +135,7 @@ def vae_grids(vae: BitwiseVAE, schedule: Schedule) -> list[tuple[int, int]]:
     if PIXELS_PER_TOKEN % downsample:
         raise InfinityError(f"vae: a VAE that downsamples x{downsample} does not tile the {PIXELS_PER_TOKEN} px "
                             f"tokens of a schedule; valid VAEs downsample x16 or x8")
-    factor = PIXELS_PER_TOKEN // downsample
-    return [(h * factor, w * factor) for h, w in schedule.grids]
+    return schedule.latent_grids(PIXELS_PER_TOKEN // downsample)
 
 
 def encode_image(vae: BitwiseVAE, image: torch.Tensor, schedule: Schedule, fit: str = "crop",

@@ -53,8 +53,7 @@ class KnownImage:
 
 def vae_grids(schedule: Schedule, config: TransformerConfig) -> list[tuple[int, int]]:
     """The VAE latent grid of every scale: the token grid, or twice it for the 8B's 2x2 patchify."""
-    factor = PATCHIFY_FACTOR if config.spatial_patchify else 1
-    return [(h * factor, w * factor) for h, w in schedule.grids]
+    return schedule.latent_grids(PATCHIFY_FACTOR if config.spatial_patchify else 1)
 
 
 def _batch_choices(images: int) -> str:

@@ -80,6 +80,11 @@ class Schedule:
         h, w = self.final_grid
         return h * PIXELS_PER_TOKEN, w * PIXELS_PER_TOKEN
 
+    def latent_grids(self, latents_per_token: int) -> list[tuple[int, int]]:
+        """Every scale's grid on a VAE whose latents tile a token `latents_per_token` to a side (1 for the f16
+        VAEs, 2 for the 8B's f8 patchify VAE, whose 2x2 latents make one token)."""
+        return [(h * latents_per_token, w * latents_per_token) for h, w in self.grids]
+
     def token_offset(self, scale_index: int) -> int:
         """Number of tokens in the scales before `scale_index`."""
         return sum(h * w for h, w in self.grids[:scale_index])

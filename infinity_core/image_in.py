@@ -47,7 +47,7 @@ from PIL import Image
 
 from .errors import InfinityError
 from .schedules import ASPECT_TEMPLATES, PIXELS_PER_TOKEN, Schedule, get_schedule
-from .tokenizer.autoencoder import BitwiseVAE
+from .vae.autoencoder import BitwiseVAE
 
 FIT_MODES = ("crop", "pad", "stretch")
 # resample name -> torch.nn.functional.interpolate mode (None: Pillow's Lanczos)

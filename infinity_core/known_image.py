@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from .config import TransformerConfig
 from .errors import InfinityError
 from .schedules import PIXELS_PER_TOKEN, Schedule
-from .tokenizer.bsq import PATCHIFY_FACTOR, patchify_bits
+from .vae.bsq import PATCHIFY_FACTOR, patchify_bits
 
 REDRAW_THRESHOLD = 0.5   # mask values at or above it ask for a redraw (ComfyUI masks are 0/1, soft at edges)
 

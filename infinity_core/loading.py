@@ -17,7 +17,7 @@ from torch import nn
 from .config import (TransformerConfig, VAEConfig, transformer_config_from_state_dict,
                      vae_config_from_state_dict)
 from .errors import InfinityError
-from .tokenizer.autoencoder import BitwiseVAE
+from .vae.autoencoder import BitwiseVAE
 from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import BLOCK_MATMULS, InfinityTransformer
 from .weights import (TensorSource, check_layout, open_sources, require_finite, require_float, transformer_key_map,

@@ -9,7 +9,7 @@ import torch
 from .errors import InfinityError
 from .sampling_config import SamplingConfig
 from .schedules import PIXELS_PER_TOKEN
-from .tokenizer.autoencoder import BitwiseVAE, decode_memory
+from .vae.autoencoder import BitwiseVAE, decode_memory
 from .transformer.kv_cache import sampling_memory
 from .transformer.model import InfinityTransformer
 

@@ -19,7 +19,7 @@ from .loading import check_pair, load_transformer, load_vae
 from .sampling import GenerationResult, ProgressCallback, generate
 from .text import TextCondition
 from .text_encoder import T5TextEncoder, default_text_dtype, load_text_encoder
-from .tokenizer.autoencoder import BitwiseVAE
+from .vae.autoencoder import BitwiseVAE
 from .transformer.model import InfinityTransformer
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tokenizer.autoencoder import BitwiseVAE
+from .vae.autoencoder import BitwiseVAE
 
 PREVIEW_PIXELS = 128   # long side of a preview picture
 PREVIEW_SHARE = 0.03   # what a run may spend on previews, as a share of its length (tools/preview_overhead.py)

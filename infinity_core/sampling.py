@@ -25,7 +25,7 @@ from .known_image import KnownImage, known_image, vae_grids
 from .sampling_config import PerScale, SamplingConfig
 from .schedules import Schedule
 from .text import TextCondition
-from .tokenizer.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
+from .vae.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
 from .transformer.kv_cache import KVCache, cached_tokens
 from .transformer.model import InfinityTransformer
 from .transformer.rope import rope_table

@@ -3,7 +3,7 @@ ComfyUI's model folders, devices, progress and previews onto `infinity_core`. Th
 
     Load Infinity Text Encoder -> Infinity Text Encode -.
     Load Infinity Model --------------------------------+-> Infinity Bitwise Sampler -.
-    Load Infinity VAE ---------------------------------(preview, optional)------------+-> Infinity Tokenizer Decode
+    Load Infinity VAE ---------------------------------(preview, optional)------------+-> Infinity VAE Decode
     IMAGE (+ MASK) -> Infinity Encode Image -----------(encoded_image, optional)-'
     IMAGE -> Infinity Pad for Outpainting -> IMAGE + MASK (for Infinity Encode Image)
 """

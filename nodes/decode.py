@@ -10,8 +10,8 @@ from comfy_api.latest import io
 
 from infinity_core import InfinityError, check_pair
 from infinity_core.image_in import paste_outside_mask
-from infinity_core.tokenizer.autoencoder import decode_memory
-from infinity_core.tokenizer.tiling import Tiling
+from infinity_core.vae.autoencoder import decode_memory
+from infinity_core.vae.tiling import Tiling
 from . import comfy_bridge
 from .schema import node_schema
 from .types import InfinityCodes, InfinityCodesSocket, InfinityVAE, InfinityVAESocket
@@ -36,10 +36,10 @@ class InfinityTokenizerDecode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return node_schema(
-            node_id="InfinityTokenizerDecode", display_name="Infinity Tokenizer Decode",
-            description=("Turns the sampler's codes into an image with the bitwise tokenizer's decoder. Refuses a "
+            node_id="InfinityTokenizerDecode", display_name="Infinity VAE Decode",
+            description=("Turns the sampler's codes into an image with the VAE's decoder. Refuses a "
                          "VAE that does not match the transformer the codes came from."),
-            search_aliases=("VAE decode", "decode"),
+            search_aliases=("VAE decode", "decode", "tokenizer decode"),
             inputs=_decode_inputs(), outputs=_OUTPUTS,
         )
 
@@ -52,8 +52,8 @@ class InfinityTokenizerDecodeTiled(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return node_schema(
-            node_id="InfinityTokenizerDecodeTiled", display_name="Infinity Tokenizer Decode (Tiled)",
-            description=("Infinity Tokenizer Decode in overlapping tiles, for images too large to decode at once: "
+            node_id="InfinityTokenizerDecodeTiled", display_name="Infinity VAE Decode (Tiled)",
+            description=("Infinity VAE Decode in overlapping tiles, for images too large to decode at once: "
                          "memory follows the tile size. Tiles are cross-faded over the overlap, so no edge shows; "
                          "the result differs slightly from a whole-image decode."),
             search_aliases=("VAE decode tiled", "tiled decode"),

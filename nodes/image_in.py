@@ -12,7 +12,7 @@ from comfy_api.latest import io
 
 from infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, InfinityError, get_schedule
 from infinity_core.image_in import encode_image, fit_image, fit_mask, pad_for_outpaint, schedule_for_image, vae_grids
-from infinity_core.tokenizer.autoencoder import decode_memory
+from infinity_core.vae.autoencoder import decode_memory
 from . import comfy_bridge
 from .decode import to_comfy_image
 from .schema import node_schema

@@ -115,8 +115,8 @@ class InfinityVAELoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         names = model_folders.vae_files()
         return node_schema(
-            node_id="InfinityVAELoader", display_name="Load Infinity VAE (Bitwise Tokenizer)",
-            description=("Loads the bitwise (BSQ) tokenizer from models/infinity or models/vae: its decoder turns "
+            node_id="InfinityVAELoader", display_name="Load Infinity VAE",
+            description=("Loads the bitwise (BSQ) VAE from models/infinity or models/vae: its decoder turns "
                          "Infinity's codes into pixels, its encoder turns a picture into bits for img2img and "
                          "inpainting. It must match the transformer (e.g. infinity_vae_d32reg for the 2B)."),
             search_aliases=("VAE", "tokenizer", "BSQ", "load vae"),
@@ -128,7 +128,7 @@ class InfinityVAELoader(io.ComfyNode):
                 _dtype_input("VAE"),
             ],
             outputs=[InfinityVAESocket.Output(display_name="vae", tooltip=(
-                "The tokenizer, for Infinity Tokenizer Decode, Infinity Encode Image and the sampler's preview."))],
+                "The VAE, for Infinity VAE Decode, Infinity Encode Image and the sampler's preview."))],
         )
 
     @classmethod

@@ -149,7 +149,7 @@ def _sampler_inputs(guidance: io.Input) -> list[io.Input]:
 
 
 _OUTPUTS = [InfinityCodesSocket.Output(display_name="codes",
-                                       tooltip="The image's bitwise codes, for Infinity Tokenizer Decode.")]
+                                       tooltip="The image's bitwise codes, for Infinity VAE Decode.")]
 
 
 class InfinityBitwiseSampler(io.ComfyNode):

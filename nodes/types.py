@@ -14,7 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import Schedule, T5TextEncoder, TextCondition, TransformerConfig, VAEConfig
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 
 InfinityModelSocket = io.Custom("INFINITY_MODEL")
@@ -43,7 +43,7 @@ class InfinityModel:
 
 @dataclass(eq=False)
 class InfinityVAE:
-    """INFINITY_VAE: the bitwise (BSQ) tokenizer (decoder, and the encoder when the file has one) in a
+    """INFINITY_VAE: the bitwise (BSQ) VAE (decoder, and the encoder when the file has one) in a
     ComfyUI ModelPatcher (see comfy_bridge.managed)."""
 
     patcher: Any

@@ -3,7 +3,7 @@
 It is laid out as a user lays out real models, under one `models/` directory:
     infinity/<transformer>.safetensors, infinity/<vae>.safetensors,
     text_encoders/<folder>/ (config.json, model.safetensors and the tokenizer files)
-The tokenizer is the demo's word-level caption tokenizer (training/tokenizer.py), whose ids fit the
+The tokenizer is the demo's word-level caption tokenizer (training/caption_tokenizer.py), whose ids fit the
 fixture T5's 320-entry vocabulary.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.tokenizer import save_tokenizer
+from training.caption_tokenizer import save_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "infinity_tiny"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from infinity_core.tokenizer import (
+from infinity_core.vae import (
     accumulate_codes,
     bits_to_codes,
     downsample_residual,

@@ -9,9 +9,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from infinity_core import VAE_PRESETS
 from infinity_core.config import VAEConfig
-from infinity_core.tokenizer.autoencoder import (DECODE_FIXED_BYTES, BitwiseVAE, decode_memory,
+from infinity_core.vae.autoencoder import (DECODE_FIXED_BYTES, BitwiseVAE, decode_memory,
                                                  decoder_peak_elements)
-from infinity_core.tokenizer.tiling import Tiling
+from infinity_core.vae.tiling import Tiling
 
 CONFIGS = {
     "two levels, widening": VAEConfig(codebook_dim=4, base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1),

@@ -20,7 +20,7 @@ from infinity_core.loading import load_transformer, load_vae
 from infinity_core.pipeline import InfinityPipeline
 from infinity_core.schedules import get_schedule
 from infinity_core.text_encoder import load_text_encoder
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
 from training.self_correction import flip_requant
 from training.shapes import heldout_specs
@@ -32,7 +32,7 @@ pytest.importorskip("transformers")
 MODELS = Path(__file__).resolve().parent.parent / "models"
 NUM_PROMPTS = 20
 THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.70}
-TOKENIZER_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.95}
+VAE_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.95}
 SIZE_LIMIT_MB = 15
 
 
@@ -62,10 +62,10 @@ def test_demo_model_follows_held_out_prompts_at_cfg_3(reports, attribute):
     assert accuracy >= THRESHOLDS[attribute], f"{attribute}: {accuracy:.0%} of {NUM_PROMPTS} held-out prompts"
 
 
-def test_shipped_tokenizer_reconstructs_held_out_scenes():
+def test_shipped_vae_reconstructs_held_out_scenes():
     """The VAE's own reconstructions bound what any transformer can draw with it."""
     ceiling = reconstruction_accuracy(load_vae(DEMO_VAE, "cpu"), heldout_specs(NUM_PROMPTS))
-    for attribute, minimum in TOKENIZER_THRESHOLDS.items():
+    for attribute, minimum in VAE_THRESHOLDS.items():
         assert ceiling[attribute] >= minimum, f"{attribute}: {ceiling[attribute]:.0%} of {NUM_PROMPTS} reconstructions"
 
 

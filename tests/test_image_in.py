@@ -11,8 +11,8 @@ from infinity_core.config import VAEConfig
 from infinity_core.image_in import (RESAMPLE_MODES, encode_image, fit_image, fit_mask, pad_for_outpaint,
                                     paste_outside_mask, placement, schedule_for_image)
 from infinity_core.schedules import ASPECT_TEMPLATES
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
-from infinity_core.tokenizer.bsq import bits_to_codes, patchify_bits, upsample_codes
+from infinity_core.vae.autoencoder import BitwiseVAE
+from infinity_core.vae.bsq import bits_to_codes, patchify_bits, upsample_codes
 
 from conftest import FIXTURES
 

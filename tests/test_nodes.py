@@ -803,7 +803,7 @@ def test_img2img_keeps_the_first_keep_scales_of_the_picture(registry, models, ke
     if keep == 0:
         assert torch.equal(codes.codes, plain.codes)      # no mask and nothing kept: text to image
     if keep == 7:
-        from infinity_core.tokenizer.bsq import accumulate_codes, bits_to_codes
+        from infinity_core.vae.bsq import accumulate_codes, bits_to_codes
         summed = torch.zeros(1, encoded.bits[-1].shape[-1], 1, 16, 16)
         for bits in encoded.bits:
             summed = accumulate_codes(summed, bits_to_codes(bits))

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 from infinity_core import TextCondition, check_pair, generate, get_schedule
 from infinity_core.config import TransformerConfig, VAEConfig
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
-from infinity_core.tokenizer.bsq import bits_to_codes, patchify_bits, upsample_codes
+from infinity_core.vae.autoencoder import BitwiseVAE
+from infinity_core.vae.bsq import bits_to_codes, patchify_bits, upsample_codes
 from infinity_core.transformer.model import InfinityTransformer
 
 CONFIG = TransformerConfig(depth=2, width=64, num_heads=2, ffn_hidden=256, bits_per_token=56, text_channels=32,

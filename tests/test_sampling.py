@@ -5,7 +5,7 @@ import torch
 from infinity_core import InfinityError, generate, get_schedule, load_transformer
 from infinity_core.sampling import SamplingConfig, ScaleSampler, sample_bits
 from infinity_core.text import TextCondition
-from infinity_core.tokenizer.bsq import bits_to_codes, next_scale_input, upsample_codes
+from infinity_core.vae.bsq import bits_to_codes, next_scale_input, upsample_codes
 
 from conftest import FIXTURES
 

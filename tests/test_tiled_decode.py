@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from infinity_core import load_vae
-from infinity_core.tokenizer.tiling import Tiling, decode_tiled, tile_starts
+from infinity_core.vae.tiling import Tiling, decode_tiled, tile_starts
 
 from conftest import FIXTURES
 

@@ -9,7 +9,7 @@ import torch
 from conftest import FIXTURES
 from infinity_core.config import vae_config_from_state_dict
 from infinity_core.errors import InfinityError
-from infinity_core.tokenizer import BitwiseVAE, EncodeResult, accumulate_codes, bits_to_codes
+from infinity_core.vae import BitwiseVAE, EncodeResult, accumulate_codes, bits_to_codes
 from infinity_core.weights import official_to_internal_vae, read_state_dict, strict_load
 
 GEN_CASES = sorted(name for name, case in json.loads((FIXTURES / "manifest.json").read_text())["cases"].items()

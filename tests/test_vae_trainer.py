@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from training.vae_trainer import DEMO_VAE, multiscale_codes, multiscale_quantize
 
 GRIDS = ((1, 1), (2, 2), (4, 4))   # the 0.06M scales that fit a 64 px image's 4x4 latent

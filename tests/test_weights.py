@@ -12,7 +12,7 @@ from infinity_core import InfinityError, check_pair, generate, load_transformer,
 from infinity_core.config import (TRANSFORMER_PRESETS, VAE_PRESETS, transformer_config_from_state_dict,
                                   vae_config_from_state_dict)
 from infinity_core.text import TextCondition
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import (internal_to_official_transformer, internal_to_official_vae,
                                    official_to_internal_transformer, official_to_internal_vae, read_state_dict,

@@ -1,4 +1,4 @@
-"""Decode memory: the estimate (`tokenizer.autoencoder.decode_memory`) against the peak RSS of real decodes.
+"""Decode memory: the estimate (`vae.autoencoder.decode_memory`) against the peak RSS of real decodes.
 
     python tools/measure_decode_memory.py          # one fresh process per case, single-threaded
 
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from infinity_core import VAE_PRESETS  # noqa: E402
 from infinity_core.config import VAEConfig  # noqa: E402
-from infinity_core.tokenizer.autoencoder import BitwiseVAE, decode_memory  # noqa: E402
+from infinity_core.vae.autoencoder import BitwiseVAE, decode_memory  # noqa: E402
 
 MiB = 2 ** 20
 DEMO = VAEConfig(codebook_dim=16, base_channels=48, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=0)

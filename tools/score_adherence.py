@@ -5,7 +5,7 @@
 Generates one image per held-out prompt at cfg 1 and at cfg 3 (the other settings are the core's
 defaults, at the demo's 0.06M pixels) through the public pipeline, scores each with training/detector.py and
 prints a table of per-attribute accuracy. A last column scores the VAE's own reconstructions of the same
-scenes: what a perfect transformer could reach with this tokenizer.
+scenes: what a perfect transformer could reach with this VAE.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("cfg %g: %d images in %.0f s", cfg, len(specs), time.perf_counter() - started)
     ceiling = reconstruction_accuracy(load_vae(args.vae, "cpu"), specs, seed=args.seed)
     print(format_table(reports, len(specs)))
-    print("VAE reconstructions of the same scenes (the tokenizer's ceiling): "
+    print("VAE reconstructions of the same scenes (the VAE's ceiling): "
           + ", ".join(f"{name} {ceiling[name]:.1%}" for name in ATTRIBUTES))
     return 0
 

@@ -15,7 +15,7 @@ import torch
 from infinity_core.pipeline import InfinityPipeline, to_uint8
 from infinity_core.sampling_config import SamplingConfig
 from infinity_core.schedules import get_schedule
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 
 from .detector import AdherenceScore, score
 from .shapes import SceneSpec, caption, render
@@ -74,7 +74,7 @@ def evaluate(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: Sampl
 
 def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed: int = 0,
                             pixels: str = "0.06M", batch_size: int = 20) -> dict[str, float]:
-    """The tokenizer's ceiling: per-attribute accuracy of the VAE's own reconstructions of `specs`
+    """The VAE's ceiling: per-attribute accuracy of the VAE's own reconstructions of `specs`
     (rendered with `seed`, encoded to every scale of `pixels`, decoded), scored like generated images."""
     rng = np.random.default_rng(seed)
     grids = list(get_schedule(1.0, pixels).grids)

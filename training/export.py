@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import internal_to_official_transformer, internal_to_official_vae, model_defaults_metadata
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from infinity_core.tokenizer.bsq import (bits_to_codes, downsample_residual, next_scale_input, quantize,
+from infinity_core.vae.bsq import (bits_to_codes, downsample_residual, next_scale_input, quantize,
                                          upsample_codes)
 
 STRENGTH_STEPS = 100   # the flip ratio is drawn in steps of 1 % (np.random.randint(0, 100 * strength + 1) * 0.01)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from .tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer, save_tokenizer, token_vocabulary
+from .caption_tokenizer import EOS_TOKEN, PAD_TOKEN, build_tokenizer, save_tokenizer, token_vocabulary
 
 
 @dataclass(frozen=True)

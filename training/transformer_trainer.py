@@ -37,7 +37,7 @@ from torch import nn
 from infinity_core.config import TransformerConfig
 from infinity_core.schedules import Schedule, get_schedule
 from infinity_core.text import TextCondition
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
+from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 
 from .schedule import LossLog, warmup_cosine

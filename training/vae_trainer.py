@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from infinity_core.config import VAEConfig
 from infinity_core.schedules import get_schedule
-from infinity_core.tokenizer.autoencoder import BitwiseVAE
-from infinity_core.tokenizer.bsq import downsample_residual, upsample_codes
+from infinity_core.vae.autoencoder import BitwiseVAE
+from infinity_core.vae.bsq import downsample_residual, upsample_codes
 
 from .shapes import ShapesDataset
 from .schedule import LossLog, warmup_cosine

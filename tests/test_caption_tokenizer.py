@@ -1,11 +1,11 @@
-"""Tests for the tiny word-level T5-style tokenizer (training/tokenizer.py)."""
+"""Tests for the tiny word-level T5-style tokenizer (training/caption_tokenizer.py)."""
 
 import json
 
 import pytest
 
 from training import shapes
-from training.tokenizer import build_tokenizer, save_tokenizer
+from training.caption_tokenizer import build_tokenizer, save_tokenizer
 
 transformers = pytest.importorskip("transformers")
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from infinity_core import SamplingConfig  # noqa: E402
+
 EXAMPLES = ROOT / "example_workflows"
 API_WORKFLOWS = ROOT / "tests" / "workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -37,8 +41,9 @@ CORE_NODES = {
 }
 DEMO = {"model_file": "infinity_demo_shapes.safetensors", "vae_file": "infinity_demo_shapes_vae.safetensors",
         "text_encoder_folder": "t5_demo_shapes", "dtype": "auto"}
-SAMPLER = {"cfg": 3.0, "tau": 0.5, "top_k": 900, "top_p": 0.97, "aspect_ratio": "1:1", "pixels": "0.06M",
-           "batch_size": 1, "keep_scales": 0}
+_CORE = SamplingConfig()
+SAMPLER = {"cfg": _CORE.cfg, "tau": _CORE.tau, "top_k": _CORE.top_k, "top_p": _CORE.top_p, "aspect_ratio": "1:1",
+           "pixels": "0.06M", "batch_size": 1, "keep_scales": 0}   # the core's defaults at the demo's size
 
 
 def infinity_node_specs() -> dict:

@@ -3,7 +3,7 @@
     python tools/measure_inpaint.py --scenes 100 --seed 0 [--grey-pad] [--mask-study 40]
 
 Scenes are held-out single-object scenes of the training data generator (training/shapes.py), scored
-by training/detector.py. Sampling uses the CLI defaults (cfg 3, tau 0.5, top_k 900, top_p 0.97, 0.06M).
+by training/detector.py. Sampling uses the core's defaults (SamplingConfig) at 0.06M.
 Image i of every table draws from seed + i, so each row compares the same random numbers.
 
 * Inpainting: the mask is the object's box grown by one token (16 px) on every side; the prompt asks for
@@ -61,7 +61,6 @@ from training.vae_trainer import images_to_tensor  # noqa: E402
 log = logging.getLogger("measure_inpaint")
 
 PIXELS = "0.06M"
-SAMPLING = dict(cfg=3.0, tau=0.5, top_k=900, top_p=0.97)
 TOKEN = 16                  # px per token: the mask's margin around the object and the "far" distance
 SEAM_BAND = 2               # px either side of the mask edge
 BATCH = 20
@@ -179,7 +178,7 @@ def run(models: Models, specs: list[SceneSpec], seed: int, timer: Timer, phase: 
         if masks is not None:
             extra["mask"] = masks[first:first + len(batch)]
         result = timed(timer, f"{phase}: generate", len(batch), lambda: generate(
-            models.transformer, cond, pixels=PIXELS, seed=seed + first, **SAMPLING, **extra))
+            models.transformer, cond, pixels=PIXELS, seed=seed + first, **extra))
         images.append(timed(timer, f"{phase}: decode", len(batch), lambda: decode(models, result.codes)))
         bits.append(result.bits)
     return torch.cat(images), [torch.cat(scale) for scale in zip(*bits)]
@@ -411,7 +410,7 @@ def interleaved_timing_table(models: Models, specs, bits, seed: int, repeats: in
     for _ in range(repeats):
         for name, extra in paths.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            generate(models.transformer, cond, pixels=PIXELS, seed=seed, **SAMPLING, **extra)
+            generate(models.transformer, cond, pixels=PIXELS, seed=seed, **extra)
             samples[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     lines = [f"generate() alone, {len(batch)} images per call, {repeats} alternating calls each (median)", "",
              "| path | wall s / image | CPU s / image |", "|---|---|---|"]

@@ -2,7 +2,7 @@
 
     python -m training.demo_grid --out docs/demo_grid.png
 
-Uses the shipped files and the CLI's sampling defaults (cfg 3, tau 0.5, top_k 900, top_p 0.97, 0.06M).
+Uses the shipped files and the core's sampling defaults (SamplingConfig) at 0.06M.
 The first prompts are held-out combinations (never seen in training).
 """
 from __future__ import annotations

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from infinity_core import generate
+import torch
+
+from infinity_core import generate, load_transformer, load_vae
+from infinity_core.text import TextCondition
 
 FIXTURES = Path(__file__).parent / "fixtures" / "infinity_tiny"
 
@@ -35,6 +38,34 @@ def prompt_features(manifest, fixture_tensors) -> dict:
     text = fixture_tensors("text_encoder.safetensors")
     prompts = manifest["text_encoder"]["prompts"]
     return {info["prompt"]: text[f"{key}_kv_compact"] for key, info in prompts.items()}
+
+
+@pytest.fixture(scope="session")
+def transformer():
+    """The tiny fixture transformer in fp32 (on the CPU fast path). Tests must not change it."""
+    return load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
+
+
+@pytest.fixture(scope="session")
+def vae():
+    """The tiny fixture VAE, encoder included."""
+    return load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32)
+
+
+def _fixture_prompt(fixture_tensors, key: str) -> TextCondition:
+    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")[f"{key}_kv_compact"]])
+
+
+@pytest.fixture(scope="session")
+def fox(fixture_tensors) -> TextCondition:
+    """T5 features of the fixture's prompt p1."""
+    return _fixture_prompt(fixture_tensors, "p1")
+
+
+@pytest.fixture(scope="session")
+def lighthouse(fixture_tensors) -> TextCondition:
+    """T5 features of the fixture's prompt p0."""
+    return _fixture_prompt(fixture_tensors, "p0")
 
 
 def generate_case(transformer, cond, settings: dict):

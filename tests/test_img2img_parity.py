@@ -12,12 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from infinity_core import generate, get_schedule, load_transformer, load_vae
+from infinity_core import generate, get_schedule
 from infinity_core.image_in import encode_image
 from infinity_core.pipeline import to_uint8
 from infinity_core.text import TextCondition
-
-from conftest import FIXTURES
 
 IMG2IMG = Path(__file__).parent / "fixtures" / "infinity_tiny_img2img"
 GREEDY_CASE = "i2i_1x1_cfg3_keep3_greedy"
@@ -27,16 +25,6 @@ SAMPLED_CASE = "i2i_1x1_cfg3_keep2_sampled_topk900_topp097"
 @pytest.fixture(scope="module")
 def manifest() -> dict:
     return json.loads((IMG2IMG / "manifest.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def transformer():
-    return load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
-
-
-@pytest.fixture(scope="module")
-def vae():
-    return load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32)
 
 
 def _case(manifest, name):

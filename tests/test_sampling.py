@@ -10,31 +10,16 @@ from infinity_core.vae.bsq import bits_to_codes, next_scale_input, upsample_code
 from conftest import FIXTURES
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
-
-
-@pytest.fixture(scope="module")
-def fox(fixture_tensors):
-    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p1_kv_compact"]])
-
-
-@pytest.fixture(scope="module")
-def lighthouse(fixture_tensors):
-    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p0_kv_compact"]])
-
-
-def _sampled(model, cond, **overrides):
+def _sampled(transformer, cond, **overrides):
     settings = dict(pixels="0.06M", cfg=3.0, tau=1.0, top_k=900, top_p=0.97, seed=0) | overrides
-    return generate(model, cond, **settings)
+    return generate(transformer, cond, **settings)
 
 
 def _same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a.bits, b.bits)) and torch.equal(a.codes, b.codes)
 
 
-def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
+def test_kv_cached_scales_equal_one_block_causal_pass(transformer, fox):
     """Scale-by-scale logits with the KV cache == the teacher-forced pass over the same (random) bits,
     the last scale included, whose keys/values the cache does not keep."""
     schedule = get_schedule(0.75, "0.06M")
@@ -43,7 +28,7 @@ def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
     sampling = SamplingConfig(h_div_w=0.75, pixels="0.06M", cfg=1.0, tau=1.0)
     cached, inputs, summed = [], [], 0.0
     with torch.inference_mode():
-        sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
+        sampler = ScaleSampler(transformer, fox, transformer.unconditional_text(fox.lengths), sampling)
         for scale, (h, w) in enumerate(schedule.grids):
             cached.append(sampler.scale_logits(scale).flatten(2))
             sampler.commit(scale, bits[scale])
@@ -51,21 +36,21 @@ def test_kv_cached_scales_equal_one_block_causal_pass(model, fox):
             if scale + 1 < schedule.num_scales:       # independent rebuild of the next inputs
                 summed = summed + upsample_codes(codes, schedule.final_grid)
                 inputs.append(next_scale_input(summed, schedule.grids[scale + 1], patchify=False))
-        teacher = model.forward_teacher(fox, torch.cat(inputs, dim=1), schedule)
+        teacher = transformer.forward_teacher(fox, torch.cat(inputs, dim=1), schedule)
     torch.testing.assert_close(torch.cat(cached, dim=1), teacher, atol=2e-5, rtol=0)
     last_h, last_w = schedule.grids[-1]
     assert sampler.cache.keys[0].shape[1] == schedule.num_tokens - last_h * last_w
 
 
-def test_same_seed_same_image_other_seed_other_image(model, fox):
-    first, again, other = _sampled(model, fox, seed=7), _sampled(model, fox, seed=7), _sampled(model, fox, seed=8)
+def test_same_seed_same_image_other_seed_other_image(transformer, fox):
+    first, again, other = _sampled(transformer, fox, seed=7), _sampled(transformer, fox, seed=7), _sampled(transformer, fox, seed=8)
     assert _same(first, again)
     assert not torch.equal(first.codes, other.codes)
 
 
-def test_batch_shapes_and_distinct_samples(model, fox, lighthouse):
+def test_batch_shapes_and_distinct_samples(transformer, fox, lighthouse):
     both = TextCondition.from_features(fox.split() + lighthouse.split())
-    result = _sampled(model, both, batch_size=2, h_div_w=0.5)
+    result = _sampled(transformer, both, batch_size=2, h_div_w=0.5)
     schedule = get_schedule(0.5, "0.06M")
     assert [tuple(b.shape) for b in result.bits] == [(4, h, w, 32) for h, w in schedule.grids]
     assert result.codes.shape == (4, 32, *schedule.final_grid)
@@ -73,13 +58,13 @@ def test_batch_shapes_and_distinct_samples(model, fox, lighthouse):
     assert not torch.equal(result.codes[0], result.codes[1])           # same prompt, different draws
 
 
-def test_without_guidance_no_unconditional_rows(model, fox):
+def test_without_guidance_no_unconditional_rows(transformer, fox):
     sampling = SamplingConfig(pixels="0.06M", cfg=1.0, tau=1.0)
-    sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
+    sampler = ScaleSampler(transformer, fox, transformer.unconditional_text(fox.lengths), sampling)
     assert sampler.cache.keys[0].shape[0] == 1 and sampler.context.cond.shape[0] == 1
 
 
-def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_nothing(model, fox):
+def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_nothing(transformer, fox):
     """Upstream runs [cond; uncond] to the end once any scale guides; we stop the uncond half after the last
     guided scale. Since nothing later reads its KV cache, the bits must be identical."""
     schedule = get_schedule(1.0, "0.06M")
@@ -88,7 +73,7 @@ def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_not
 
     def run(keep_uncond_to_end: bool):
         with torch.inference_mode():
-            sampler = ScaleSampler(model, fox, model.unconditional_text(fox.lengths), sampling)
+            sampler = ScaleSampler(transformer, fox, transformer.unconditional_text(fox.lengths), sampling)
             if keep_uncond_to_end:
                 sampler.uncond_until = schedule.num_scales
             for scale in range(schedule.num_scales):
@@ -98,21 +83,21 @@ def test_dropping_the_unconditional_half_after_the_last_guided_scale_changes_not
     assert lean.bits and run(True).bits and _same(lean, run(True))
 
 
-def test_learned_unconditional_text_as_negative_equals_no_negative(model, fox):
-    negative = model.unconditional_text(fox.lengths)
-    assert _same(_sampled(model, fox, seed=2), _sampled(model, fox, negative=negative, seed=2))
+def test_learned_unconditional_text_as_negative_equals_no_negative(transformer, fox):
+    negative = transformer.unconditional_text(fox.lengths)
+    assert _same(_sampled(transformer, fox, seed=2), _sampled(transformer, fox, negative=negative, seed=2))
 
 
-def test_negative_prompt_changes_the_image(model, fox, lighthouse):
-    plain = _sampled(model, fox, seed=2)
-    steered = _sampled(model, fox, negative=lighthouse, seed=2)
+def test_negative_prompt_changes_the_image(transformer, fox, lighthouse):
+    plain = _sampled(transformer, fox, seed=2)
+    steered = _sampled(transformer, fox, negative=lighthouse, seed=2)
     assert not torch.equal(plain.codes, steered.codes)
 
 
-def test_an_interrupt_at_any_scale_leaves_the_model_clean(model, fox):
+def test_an_interrupt_at_any_scale_leaves_the_model_clean(transformer, fox):
     """Stopped after any scale (the callback raises, as ComfyUI's cancel does), the next identical run gives
-    the same image as an uninterrupted one: no state survives in the model."""
-    reference = _sampled(model, fox, seed=11)
+    the same image as an uninterrupted one: no state survives in the transformer."""
+    reference = _sampled(transformer, fox, seed=11)
 
     class Stop(BaseException):    # ComfyUI's InterruptProcessingException derives from BaseException
         pass
@@ -122,16 +107,16 @@ def test_an_interrupt_at_any_scale_leaves_the_model_clean(model, fox):
             if done == stop_at:
                 raise Stop
         with pytest.raises(Stop):
-            _sampled(model, fox, seed=11, callback=stop)
-        assert _same(reference, _sampled(model, fox, seed=11)), stop_at
+            _sampled(transformer, fox, seed=11, callback=stop)
+        assert _same(reference, _sampled(transformer, fox, seed=11)), stop_at
 
 
-def test_progress_callback_counts_scales(model, fox):
+def test_progress_callback_counts_scales(transformer, fox):
     seen = []
-    _sampled(model, fox, callback=lambda done, total, codes: seen.append((done, total, codes.clone())))
+    _sampled(transformer, fox, callback=lambda done, total, codes: seen.append((done, total, codes.clone())))
     assert [(done, total) for done, total, _ in seen] == [(i, 7) for i in range(0, 8)]   # 0 set up, then per scale
     assert not seen[0][2].any()                                    # nothing summed before the first scale
-    final = _sampled(model, fox)
+    final = _sampled(transformer, fox)
     assert torch.equal(seen[-1][2], final.codes)                   # the last call sees the result's codes
 
 
@@ -178,26 +163,26 @@ def test_sample_bits_draws_what_torch_multinomial_draws(top_k, top_p):
 def test_non_finite_logits_raise_a_clear_error(fox):
     """An fp16 overflow (here: one FFN's weights scaled past fp16's range) ends the run with a named error,
     where torch.multinomial used to raise on NaN probabilities."""
-    model = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float16, prepack=False)
+    transformer = load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float16, prepack=False)
     with torch.no_grad():
-        model.blocks[0].ffn.fc2.weight.mul_(1e5)
+        transformer.blocks[0].ffn.fc2.weight.mul_(1e5)
     with pytest.raises(InfinityError, match="NaN or infinite logits.*bf16 or fp32"):
-        _sampled(model, fox)
+        _sampled(transformer, fox)
 
 
-def test_bad_arguments_are_named(model, fox):
+def test_bad_arguments_are_named(transformer, fox):
     with pytest.raises(InfinityError, match="^cfg lists 8 values but the schedule has 7 scales"):
-        _sampled(model, fox, cfg=[3.0] * 8)
+        _sampled(transformer, fox, cfg=[3.0] * 8)
     with pytest.raises(InfinityError, match="^tau must be"):
-        _sampled(model, fox, tau=0.0)
+        _sampled(transformer, fox, tau=0.0)
     with pytest.raises(InfinityError, match="^batch_size must be in 1..64"):
-        _sampled(model, fox, batch_size=0)
+        _sampled(transformer, fox, batch_size=0)
     with pytest.raises(InfinityError, match="^pixels must be one of"):
-        _sampled(model, fox, pixels="4K")
+        _sampled(transformer, fox, pixels="4K")
     with pytest.raises(InfinityError, match=r"either config or the settings \['seed'\]"):
-        generate(model, fox, config=SamplingConfig(pixels="0.06M"), seed=4)
+        generate(transformer, fox, config=SamplingConfig(pixels="0.06M"), seed=4)
     with pytest.raises(InfinityError, match="128 channels but the transformer expects 256"):
-        _sampled(model, TextCondition.from_features([torch.zeros(3, 128)]))
+        _sampled(transformer, TextCondition.from_features([torch.zeros(3, 128)]))
 
 
 def test_bf16_runs_and_stays_close(fox):
@@ -209,21 +194,21 @@ def test_bf16_runs_and_stays_close(fox):
     assert agreement > 0.9 and torch.isfinite(a.codes).all()
 
 
-def test_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(model, fox, lighthouse):
+def test_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(transformer, fox, lighthouse):
     """The batch rule: image i (prompt-major) draws from seed + i alone, so a batch can be found again image by
     image, and a batch of two prompts is the four single runs."""
     both = TextCondition.from_features(fox.split() + lighthouse.split())
-    batch = _sampled(model, both, batch_size=2, seed=5)
+    batch = _sampled(transformer, both, batch_size=2, seed=5)
     for index, (prompt, seed) in enumerate([(fox, 5), (fox, 6), (lighthouse, 7), (lighthouse, 8)]):
-        single = _sampled(model, prompt, seed=seed)
+        single = _sampled(transformer, prompt, seed=seed)
         assert all(torch.equal(b[index:index + 1], s) for b, s in zip(batch.bits, single.bits)), index
         torch.testing.assert_close(batch.codes[index:index + 1], single.codes, rtol=0, atol=1e-6)
 
 
-def test_the_largest_seed_runs_and_wraps_for_the_next_image(model, fox):
+def test_the_largest_seed_runs_and_wraps_for_the_next_image(transformer, fox):
     top = 2 ** 64 - 1
-    batch = _sampled(model, fox, seed=top, batch_size=2)
-    assert _same_image(batch, 1, _sampled(model, fox, seed=0))
+    batch = _sampled(transformer, fox, seed=top, batch_size=2)
+    assert _same_image(batch, 1, _sampled(transformer, fox, seed=0))
 
 
 def _same_image(batch, index, single):

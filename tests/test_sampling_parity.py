@@ -4,25 +4,15 @@ import logging
 import pytest
 import torch
 
-from infinity_core import get_schedule, load_transformer, load_vae
+from infinity_core import get_schedule
 from infinity_core.sampling import SamplingConfig, ScaleSampler
 from infinity_core.text import TextCondition
 
-from conftest import FIXTURES, generate_case
+from conftest import generate_case
 
 log = logging.getLogger(__name__)
 GREEDY_CASES = ["gen_1x1_cfg1_greedy", "gen_1x1_cfg3_tau05_greedy", "gen_h0.5_cfg4_greedy"]
 SAMPLED_CASE = "gen_1x1_cfg3_sampled_topk900_topp097"
-
-
-@pytest.fixture(scope="module")
-def transformer():
-    return load_transformer(FIXTURES / "infinity_tiny.safetensors", "cpu", torch.float32)
-
-
-@pytest.fixture(scope="module")
-def vae():
-    return load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32)
 
 
 def _case(manifest, fixture_tensors, prompt_features, name):

@@ -4,7 +4,6 @@ import torch
 
 from infinity_core.config import transformer_config_from_state_dict
 from infinity_core.schedules import get_schedule
-from infinity_core.text import TextCondition
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import official_to_internal_transformer, read_state_dict, strict_load
 
@@ -19,11 +18,6 @@ def model():
     net = InfinityTransformer(transformer_config_from_state_dict(state_dict, block_chunks=chunks))
     strict_load(net, state_dict, "fixture")
     return net.eval()
-
-
-@pytest.fixture(scope="module")
-def fox(fixture_tensors):
-    return TextCondition.from_features([fixture_tensors("text_encoder.safetensors")["p1_kv_compact"]])
 
 
 def test_text_path_matches(model, fox, fixture_tensors):

@@ -423,6 +423,9 @@ def test_previews_arrive_while_the_sampler_runs(server):
 
     prompt = _with_preview_vae(_api_workflow(BASIC_API))
     _sampler(prompt)["seed"] = 8101
+    # 1M: a run long enough for progress updates more than ComfyUI's 100 ms apart on any machine (at 0.06M the
+    # demo model samples all 7 scales in well under 100 ms on a quiet CPU, so only the first and last go out)
+    _sampler(prompt)["pixels"] = "1M"
     sampler_id = _sampler_id(prompt)
     _, _, scales = _output_size(server, _sampler(prompt))
     run = run_watched(server, prompt)
@@ -766,7 +769,9 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     if sizes:
         assert {image.size for image in images} <= sizes, f"images {[i.size for i in images]}, sampler shows {sizes}"
     assert updates, "the sampler reported no progress to the page"
-    assert 1 <= len(frames) <= len(between), \
+    # Frames ride on progress updates, which ComfyUI sends at most every 100 ms: a run that samples faster than
+    # that (the examples' 0.06M on a quiet CPU) has no update between its first and last scale, hence no frame.
+    assert (1 if between else 0) <= len(frames) <= len(between), \
         f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
     assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"

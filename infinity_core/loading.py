@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import (TransformerConfig, VAEConfig, transformer_config_from_state_dict,
                      vae_config_from_state_dict)
+from .devices import resolve_device
 from .errors import InfinityError
 from .vae.autoencoder import BitwiseVAE
 from .transformer.cpu_kernels import prepack_for_cpu
@@ -25,14 +26,6 @@ from .weights import (TensorSource, check_layout, open_sources, require_finite, 
 
 log = logging.getLogger(__name__)
 
-
-
-def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -45,7 +38,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def _resolve(device, dtype) -> tuple[torch.device, torch.dtype]:
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     dtype = dtype if dtype is not None else default_dtype(device)
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise InfinityError(f"dtype must be float32, bfloat16 or float16, got {dtype}")

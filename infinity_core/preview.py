@@ -11,9 +11,10 @@ linear in its codes. Fitted by least squares on decodes of encoded pictures and 
 map reached 9-16 dB PSNR against the decoder on the demo model's generations (a white background came out
 pink); the pooled decode reached 20-26 dB on the same codes.
 
-`PreviewPacer` keeps the previews' share of a run's time under a bound, whatever the model and machine:
-a frame is rendered only while the time spent on previews, plus what the last frame cost, stays within
-`share` of the run's estimated length.
+`ScalePreviews` is what a sampler's callback calls after each scale: it renders a frame only when its
+`PreviewPacer` says the frame fits the run's time budget, so previews cost at most `PREVIEW_SHARE` of a run
+plus one frame, whatever the model and machine (tools/preview_overhead.py). The first sampled scale always
+gets a frame, and it is the cheapest one: the first scale's grid is the smallest.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .image_in import vae_grids
+from .schedules import Schedule
 from .vae.autoencoder import BitwiseVAE
 
 PREVIEW_PIXELS = 128   # long side of a preview picture
@@ -57,27 +60,64 @@ class PreviewPacer:
     """Whether a preview frame fits a run's time budget: the frames' total cost, counting the next one at
     the last one's cost, stays within `share` of the run's estimated length.
 
-    The estimate is elapsed time x scales in total / scales done (the clock starts at the first `due`,
-    the callback before the first scale). Early scales are at least as slow per scale as the average on
-    the machines measured (a small scale still reads every weight once), so the estimate is at most the
-    real length and the bound holds, up to the cost of the first frame."""
+    The estimate is the time elapsed plus, for each scale still to come, the time the scale just done took
+    (its frame not counted). A scale never takes less time than the one before it (it has more tokens, and
+    attends to more), so the estimate is at most the run's real length: the budget is never too large. The
+    clock starts at the first `due`, the callback before the first scale. A frame may cost more than the last
+    one (a later scale's preview has more pixels), and the first has no last one, so the bound holds up to one
+    frame: at most `share` of the run plus the costliest frame."""
 
     def __init__(self, share: float, clock: Callable[[], float] = time.monotonic):
         self.share = share
         self.clock = clock
         self.start: float | None = None
+        self.scale_done_at = 0.0   # when the last scale's callback was over (after its frame, if any)
         self.spent = 0.0
         self.last_cost = 0.0
 
     def due(self, done: int, total: int) -> bool:
+        """Whether to render a frame after scale `done` of `total`: never before the first scale or after
+        the last (the decoded image follows)."""
         now = self.clock()
         if self.start is None:
-            self.start = now
-        if done <= 0:
+            self.start = self.scale_done_at = now
+        last_scale = now - self.scale_done_at
+        self.scale_done_at = now
+        if not 0 < done < total:
             return False
-        estimated_run = (now - self.start) * total / done
+        estimated_run = now - self.start + (total - done) * last_scale
         return self.spent + self.last_cost <= self.share * estimated_run
 
     def record(self, seconds: float) -> None:
+        """A frame was rendered after the last `due`, in `seconds`."""
         self.spent += seconds
         self.last_cost = seconds
+        self.scale_done_at += seconds
+
+
+class ScalePreviews:
+    """A generation's preview frames: `(done, total, summed codes [B, d, H, W]) -> [h, w, 3] uint8 RGB` of
+    the first image after scale `done`, or None when no frame is due (see PreviewPacer). One per run: the
+    pacer's budget is that run's."""
+
+    def __init__(self, vae: BitwiseVAE, schedule: Schedule, share: float = PREVIEW_SHARE,
+                 clock: Callable[[], float] = time.monotonic):
+        self.vae = vae
+        self.grids = vae_grids(vae, schedule)                 # per scale, the VAE grid (h, w) it fills
+        self.pacer = PreviewPacer(share, clock)
+        self.frames = 0
+
+    def __call__(self, done: int, total: int, codes: torch.Tensor) -> np.ndarray | None:
+        if not self.pacer.due(done, total):
+            return None
+        started = self.pacer.clock()
+        picture = render_preview(self.vae, codes, self.grids[done - 1])
+        seconds = self.pacer.clock() - started
+        self.pacer.record(seconds)
+        self.frames += 1
+        return picture
+
+    @property
+    def seconds(self) -> float:
+        """The time spent rendering frames so far."""
+        return self.pacer.spent

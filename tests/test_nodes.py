@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+import infinity_core.preview as core_preview
 from infinity_core import InfinityError, SamplingConfig, TextCondition
 from standin_models import TINY_NAMES, build_standin_models, write_mismatched_vae
 
@@ -94,14 +95,14 @@ def mm(env):
 
 @pytest.fixture
 def fake_clock(env, monkeypatch):
-    """A clock that advances one second per reading, for ComfyUI's progress throttle and the pack's pacing."""
+    """A clock that advances one second per reading, for ComfyUI's progress throttle and the previews' pacing."""
     now = [0.0]
 
     def tick() -> float:
         now[0] += 1.0
         return now[0]
     monkeypatch.setattr(sys.modules["comfy.utils"], "clock", tick)
-    monkeypatch.setattr(env.nodes.comfy_bridge, "clock", tick)
+    monkeypatch.setattr(env.nodes.previews, "clock", tick)
     return now
 
 
@@ -656,16 +657,21 @@ def test_a_failed_run_leaves_the_cached_models_usable(registry, models, mm, fake
     assert torch.equal(run_graph(registry, models), reference)
 
 
-def test_progress_updates_closer_than_100_ms_are_not_sent(env, registry, models, mm, monkeypatch):
-    """With every scale 10 ms apart the bar gets the first and the last update only (ComfyUI would drop
-    the others anyway); cancel is still honoured at every scale."""
+def _ten_ms_per_reading(env, monkeypatch) -> None:
+    """Every clock reading 10 ms after the last: a fast machine, where scales come under 100 ms apart."""
     now = [0.0]
 
     def tick() -> float:
         now[0] += 0.01
         return now[0]
     monkeypatch.setattr(sys.modules["comfy.utils"], "clock", tick)
-    monkeypatch.setattr(env.nodes.comfy_bridge, "clock", tick)
+    monkeypatch.setattr(env.nodes.previews, "clock", tick)
+
+
+def test_throttled_progress_still_cancels_at_every_scale(env, registry, models, mm, monkeypatch):
+    """Scales 10 ms apart: ComfyUI passes on the first and the last plain update only, and cancel is still
+    honoured at every scale."""
+    _ten_ms_per_reading(env, monkeypatch)
     updates = []
     sys.modules["comfy.utils"].PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: updates.append(value)
     sample(registry, models)
@@ -683,16 +689,30 @@ def test_progress_updates_closer_than_100_ms_are_not_sent(env, registry, models,
     assert len(stops) == 5
 
 
-def test_stub_progress_bar_drops_updates_under_100_ms_but_never_the_first_or_last(env, monkeypatch):
+def test_preview_frames_reach_the_page_however_close_the_scales(env, registry, models, mm, monkeypatch):
+    """Scales 10 ms apart: every frame the pacer allows goes out (ComfyUI never drops an update with a
+    preview), here at every scale but the last, with the budget opened to the whole run."""
+    _ten_ms_per_reading(env, monkeypatch)
+    monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
+    frames = _frames(mm, previews_on=True)
+    sample(registry, models, vae=models["vae"])
+    assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6]
+    assert [value for value, _ in frames] == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def test_stub_progress_bar_throttles_plain_updates_as_comfyui_does(env, monkeypatch):
+    """Current ComfyUI: the first, the last and any update with a preview always go; another goes only
+    100 ms or more after the last one sent and 0.5 % or more further along."""
     utils = sys.modules["comfy.utils"]
-    times = iter([0.0, 0.05, 0.12, 0.15, 0.16])
+    times = iter([0.0, 0.05, 0.12, 0.15, 0.16, 0.30, 0.45, 0.46])
     monkeypatch.setattr(utils, "clock", lambda: next(times))
     sent = []
     monkeypatch.setattr(utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: sent.append(value))
-    bar = utils.ProgressBar(5)
-    for value in (0, 1, 2, 3, 5):
-        bar.update_absolute(value)
-    assert sent == [0, 2, 5]
+    bar = utils.ProgressBar(1000)
+    for value, preview in ((0, None), (1, None), (10, None), (20, "frame"), (30, None), (21, None), (40, None),
+                           (1000, None)):
+        bar.update_absolute(value, preview=preview)
+    assert sent == [0, 10, 20, 40, 1000]    # 1: too soon; 30: too soon after the frame; 21: 0.1 % on
 
 
 def _frames(mm, previews_on: bool):
@@ -705,13 +725,14 @@ def _frames(mm, previews_on: bool):
 
 
 def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, mm, fake_clock, monkeypatch):
-    """With previews on and a VAE connected, every scale but the last sends a JPEG frame: the VAE's decode
-    of the summed codes so far, pooled to the preview grid; the final codes are unchanged by previews."""
-    monkeypatch.setattr(env.nodes.comfy_bridge, "PREVIEW_SHARE", 1.0)
+    """With previews on, a VAE connected and the budget opened to the whole run, every scale but the last
+    sends a JPEG frame: the VAE's decode of the summed codes so far, pooled to the preview grid; the final
+    codes are unchanged by previews."""
+    monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
     reference = sample(registry, models).codes
     seen_codes = []
-    real_render = env.nodes.previews.render_preview
-    monkeypatch.setattr(env.nodes.previews, "render_preview", lambda vae, codes, grid: seen_codes.append(
+    real_render = core_preview.render_preview
+    monkeypatch.setattr(core_preview, "render_preview", lambda vae, codes, grid: seen_codes.append(
         (codes.clone(), grid)) or real_render(vae, codes, grid))
     frames = _frames(mm, previews_on=True)
     codes = sample(registry, models, vae=models["vae"]).codes
@@ -730,9 +751,9 @@ def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, m
 
 def test_no_preview_is_computed_with_preview_method_none_or_without_a_vae(env, registry, models, mm, fake_clock,
                                                                         monkeypatch):
-    monkeypatch.setattr(env.nodes.comfy_bridge, "PREVIEW_SHARE", 1.0)
+    monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
     renders = []
-    monkeypatch.setattr(env.nodes.previews, "render_preview", lambda vae, codes, grid: renders.append(1))
+    monkeypatch.setattr(core_preview, "render_preview", lambda vae, codes, grid: renders.append(1))
     frames = _frames(mm, previews_on=False)
     sample(registry, models, vae=models["vae"])
     frames_on = _frames(mm, previews_on=True)

@@ -1,11 +1,12 @@
 """infinity_core.preview: the pooled-decode preview picture and the pacing of preview frames."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from infinity_core import load_vae
-from infinity_core.preview import PREVIEW_PIXELS, PreviewPacer, preview_grid, render_preview
+from infinity_core import SamplingConfig, load_vae
+from infinity_core.preview import PREVIEW_PIXELS, PreviewPacer, ScalePreviews, preview_grid, render_preview
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "infinity_tiny"
 
@@ -50,34 +51,60 @@ class FakeClock:
         return self.now
 
 
-def _run(scale_seconds: list[float], frame_seconds: float, share: float) -> tuple[list[int], float, float]:
-    """Drive a pacer like the node's callback does; returns (scales with a frame, frame time, run time)."""
+def _run(scale_seconds: list[float], frame_seconds, share: float) -> tuple[list[int], float, float, float]:
+    """Drive a pacer as ScalePreviews does, a frame after scale i costing `frame_seconds(i)` seconds;
+    returns (scales with a frame, frame time, run time, the costliest frame's time)."""
     clock = FakeClock()
     pacer = PreviewPacer(share, clock)
     total = len(scale_seconds)
     framed, spent = [], 0.0
-    assert not pacer.due(0, total)                           # before the first scale: nothing to show
+    assert not pacer.due(0, total)                        # before the first scale: nothing to show
     for done, seconds in enumerate(scale_seconds, start=1):
         clock.now += seconds
-        if done < total and pacer.due(done, total):
+        if pacer.due(done, total):
+            assert done < total                              # never after the last: the decode follows
             framed.append(done)
-            clock.now += frame_seconds
-            pacer.record(frame_seconds)
-            spent += frame_seconds
-    return framed, spent, clock.now
+            clock.now += frame_seconds(done)
+            pacer.record(frame_seconds(done))
+            spent += frame_seconds(done)
+    return framed, spent, clock.now, max(map(frame_seconds, range(1, total)))
 
 
-def test_pacer_keeps_frames_within_the_share_of_the_run():
-    """Scales that get slower (as a real schedule does) and frames of a fixed cost: the frames' total stays
-    within the share of the run plus one frame, and there is more than one frame when the budget allows."""
-    scales = [0.05, 0.05, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.9, 1.4, 2.2, 3.0, 4.5]
-    framed, spent, run = _run(scales, frame_seconds=0.02, share=0.03)
-    assert spent <= 0.03 * run + 0.02
-    assert framed[0] == 1 and len(framed) >= 4
-    framed, spent, run = _run(scales, frame_seconds=2.0, share=0.03)    # frames as slow as a scale
+SLOWING_SCALES = [0.05, 0.05, 0.06, 0.08, 0.1, 0.2, 0.4, 0.6, 0.9, 1.4, 2.2, 3.0, 4.5]
+
+
+@pytest.mark.parametrize("fixed, per_pixel", [(0.02, 0.0), (0.005, 0.004), (0.0, 0.01), (0.01, 0.005)])
+def test_pacer_keeps_frames_within_the_share_of_the_run_plus_one_frame(fixed, per_pixel):
+    """Scales that get slower, as a real schedule's do, and frames whose cost is a fixed part plus a part
+    that grows with the scale (as a decode's grows with its pixels): the frames' total stays within the share
+    of the run plus the costliest frame, and there is more than one frame when the budget allows."""
+    framed, spent, run, costliest = _run(SLOWING_SCALES, lambda done: fixed + per_pixel * done, share=0.03)
+    assert spent <= 0.03 * run + costliest
+    assert framed[0] == 1 and len(framed) >= 3
+
+
+def test_pacer_gives_frames_as_slow_as_a_scale_no_more_than_the_first():
+    framed, spent, _, _ = _run(SLOWING_SCALES, lambda done: 2.0, share=0.03)
     assert framed == [1] and spent == 2.0
 
 
-def test_pacer_share_one_frames_every_scale():
-    framed, _, _ = _run([0.1] * 7, frame_seconds=0.01, share=1.0)
+def test_pacer_share_one_frames_every_scale_but_the_last():
+    framed, _, _, _ = _run([0.1] * 7, lambda done: 0.01, share=1.0)
     assert framed == [1, 2, 3, 4, 5, 6]
+
+
+def test_scale_previews_render_each_due_scale_at_its_grid():
+    """ScalePreviews with the budget opened to the whole run: a frame after every scale but the last, each
+    the pooled decode at that scale's VAE grid (this VAE is f16: the token grid), counted with its time."""
+    vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
+    schedule = SamplingConfig(pixels="0.06M").schedule
+    codes = torch.randn(1, vae.config.codebook_dim, *schedule.grids[-1],
+                        generator=torch.Generator().manual_seed(2)) * 0.25
+    ticks = iter(range(1000))
+    previews = ScalePreviews(vae, schedule, share=1.0, clock=lambda: float(next(ticks)))   # 1 s per reading
+    total = schedule.num_scales
+    pictures = [previews(done, total, codes) for done in range(total + 1)]
+    assert pictures[0] is None and pictures[-1] is None
+    for done in range(1, total):
+        assert (pictures[done] == render_preview(vae, codes, schedule.grids[done - 1])).all()
+    assert previews.frames == total - 1 and previews.seconds == total - 1

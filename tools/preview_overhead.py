@@ -3,12 +3,13 @@
     python tools/preview_overhead.py                  # the bench model at 1M and the demo model at 0.06M
     python tools/preview_overhead.py --runs 5 --cases demo
 
-Each case alternates runs without previews, with previews paced as the ComfyUI sampler paces them
-(PreviewPacer at PREVIEW_SHARE), and with a preview after every scale; the table gives median times,
+Each case alternates runs without previews, with the previews the ComfyUI sampler sends (ScalePreviews
+at PREVIEW_SHARE, the node's own code path short of the JPEG), and with a preview after every scale (the
+budget opened to the whole run: what a frame at every scale would cost). The table gives median times,
 the overhead against no previews, the frames rendered, and the frames' own share of each run (their
-rendering time over the run's time: the figure that a busy machine disturbs least). The preview is `render_preview` (the VAE's
-decode of the pooled summed codes). Bench model: ../shared/bench (or INFINITY_BENCH_DIR), the published
-2B's structure at depth 8; demo model: models/ of this repository.
+rendering time over the run's time: the figure that a busy machine disturbs least). Bench model:
+../shared/bench (or INFINITY_BENCH_DIR), the published 2B's structure at depth 8; demo model: models/
+of this repository.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from infinity_core import TextCondition, generate, load_text_encoder, load_transformer, load_vae  # noqa: E402
-from infinity_core.preview import PREVIEW_SHARE, PreviewPacer, render_preview  # noqa: E402
+from infinity_core.preview import PREVIEW_SHARE, ScalePreviews  # noqa: E402
+from infinity_core.sampling_config import SamplingConfig  # noqa: E402
 
 BENCH_DIR = Path(os.environ.get("INFINITY_BENCH_DIR", ROOT.parent / "shared" / "bench"))
 MODELS = ROOT / "models"
@@ -50,20 +52,15 @@ def demo_case():
 
 def timed_run(model, vae, cond, pixels: str, share: float | None, seed: int) -> tuple[float, int, float]:
     """(seconds, frames, seconds spent on frames) of one generation; share None: no previews."""
-    pacer = PreviewPacer(share) if share is not None else None
-    frames, spent = [0], [0.0]
+    previews = None if share is None else ScalePreviews(vae, SamplingConfig(pixels=pixels).schedule, share)
 
     def callback(done: int, total: int, codes: torch.Tensor) -> None:
-        if pacer is not None and pacer.due(done, total) and 0 < done < total:
-            started = time.perf_counter()
-            render_preview(vae, codes)
-            cost = time.perf_counter() - started
-            pacer.record(cost)
-            frames[0] += 1
-            spent[0] += cost
+        if previews is not None:
+            previews(done, total, codes)
     started = time.perf_counter()
     generate(model, cond, pixels=pixels, seed=seed, callback=callback)
-    return time.perf_counter() - started, frames[0], spent[0]
+    seconds = time.perf_counter() - started
+    return (seconds, 0, 0.0) if previews is None else (seconds, previews.frames, previews.seconds)
 
 
 def main() -> None:
@@ -73,7 +70,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    variants = {"no preview": None, f"paced ({PREVIEW_SHARE:.0%})": PREVIEW_SHARE, "every scale": 1.0}
+    variants = {"no preview": None, f"sampler ({PREVIEW_SHARE:.0%} budget)": PREVIEW_SHARE, "every scale": 1.0}
     print(f"threads {args.threads}, {args.runs} runs per variant, median seconds (range)")
     print("| case | variant | generation s | overhead | frames | frame s | frames' share |")
     print("|---|---|---|---|---|---|---|")

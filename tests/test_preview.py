@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from infinity_core import SamplingConfig, load_vae
-from infinity_core.preview import PREVIEW_PIXELS, PreviewPacer, ScalePreviews, preview_grid, render_preview
+from infinity_core.preview import (PREVIEW_MIN_CELLS, PREVIEW_PIXELS, PreviewPacer, ScalePreviews, preview_grid,
+                                   render_preview)
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "infinity_tiny"
 
@@ -41,6 +42,17 @@ def test_render_preview_of_an_early_scale_decodes_at_that_scale_grid():
         expected = vae.decode(F.adaptive_avg_pool2d(codes, (2, 3)))[0]
     expected = expected.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     assert picture.shape == (2 * f, 3 * f, 3) and (picture == expected).all()
+
+
+def test_render_preview_of_the_first_scale_pools_to_two_cells_a_side():
+    """A 1-cell side is pooled to PREVIEW_MIN_CELLS (2) instead: the same mean code, away from the borders."""
+    vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
+    codes = torch.randn(1, vae.config.codebook_dim, 16, 16, generator=torch.Generator().manual_seed(3)) * 0.25
+    for scale_grid, decoded_grid in (((1, 1), (2, 2)), ((1, 3), (2, 3))):
+        with torch.inference_mode():
+            expected = vae.decode(F.adaptive_avg_pool2d(codes, decoded_grid))[0]
+        expected = expected.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        assert PREVIEW_MIN_CELLS == 2 and (render_preview(vae, codes, scale_grid) == expected).all()
 
 
 class FakeClock:
@@ -107,4 +119,5 @@ def test_scale_previews_render_each_due_scale_at_its_grid():
     assert pictures[0] is None and pictures[-1] is None
     for done in range(1, total):
         assert (pictures[done] == render_preview(vae, codes, schedule.grids[done - 1])).all()
+    assert pictures[1].shape[:2] == (2 * vae.config.downsample,) * 2        # the first scale: 2x2 cells
     assert previews.frames == total - 1 and previews.seconds == total - 1

@@ -27,6 +27,12 @@ EXAMPLES = ROOT / "example_workflows"
 API_WORKFLOWS = ROOT / "tests" / "workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NODE_WIDTH = 320
+# The grid the nodes sit on, wide and tall enough that no two nodes overlap once a run has shown its previews
+# and images, on the canvas and with Vue nodes, in frontends 1.27 and 1.5x (1.27's Vue nodes are up to 430 px
+# wide; a sampler showing its preview grows to about 900 px there, 680 px in 1.58): checked by
+# tests/test_comfyui_integration.py.
+COLUMNS = (20, 500, 980, 1460, 1940)   # loaders, text encoders, samplers, decoders, outputs and image inputs
+ROW_2 = 1000                           # the second sampler's row
 
 # Core ComfyUI nodes the examples use: (inputs as (name, type, widget?)), outputs as (name, type))
 CORE_NODES = {
@@ -158,19 +164,21 @@ class Graph:
 
 
 def loaders(graph: Graph) -> tuple[Node, Node, Node]:
-    encoder = graph.add("InfinityTextEncoderLoader", (20, 40), 90, text_encoder_folder=DEMO["text_encoder_folder"],
+    x = COLUMNS[0]
+    encoder = graph.add("InfinityTextEncoderLoader", (x, 40), 90, text_encoder_folder=DEMO["text_encoder_folder"],
                         dtype=DEMO["dtype"])
-    model = graph.add("InfinityTransformerLoader", (20, 170), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
-    vae = graph.add("InfinityVAELoader", (20, 300), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
+    model = graph.add("InfinityTransformerLoader", (x, 240), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
+    vae = graph.add("InfinityVAELoader", (x, 440), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
     return encoder, model, vae
 
 
-def text_to_image(graph: Graph, encoder, model, vae, prompt: str, seed: int, x: int, y: int = 40,
+def text_to_image(graph: Graph, encoder, model, vae, prompt: str, seed: int, y: int = 40,
                   title: str | None = None, **sampler) -> tuple[Node, Node]:
-    cond = graph.add("InfinityTextEncode", (x, y), 200, text_encoder=(encoder, 0), prompt=prompt, negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (x + 360, y), 420, title=title, model=(model, 0),
+    cond = graph.add("InfinityTextEncode", (COLUMNS[1], y), 200, text_encoder=(encoder, 0), prompt=prompt,
+                     negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], y), 420, title=title, model=(model, 0),
                       conditioning=(cond, 0), vae=(vae, 0), seed=seed, **{**SAMPLER, **sampler})
-    image = graph.add("InfinityTokenizerDecode", (x + 720, y), 80, vae=(vae, 0), codes=(codes, 0))
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], y), 80, vae=(vae, 0), codes=(codes, 0))
     return codes, image
 
 
@@ -182,9 +190,9 @@ NOTE_MODELS = ("Runs as-is on the small demo model shipped with the pack (colour
 def build_text_to_image(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae = loaders(graph)
-    _, image = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42, 380)
-    graph.add("SaveImage", (1460, 40), 420, images=(image, 0), filename_prefix="Infinity")
-    graph.add("Note", (380, 520), 160, text=NOTE_MODELS + "\n\nConnect the VAE to the sampler's vae input for a "
+    _, image = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42)
+    graph.add("SaveImage", (COLUMNS[4], 40), 420, images=(image, 0), filename_prefix="Infinity")
+    graph.add("Note", (COLUMNS[1], 320), 160, text=NOTE_MODELS + "\n\nConnect the VAE to the sampler's vae input for a "
               "preview at every scale (ComfyUI started with --preview-method auto).")
     return graph
 
@@ -193,18 +201,18 @@ def build_image_to_image(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
-                               380, title="Infinity Bitwise Sampler (the input picture)")
-    encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0),
+                               title="Infinity Bitwise Sampler (the input picture)")
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
                         aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
-    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
                      prompt="a yellow circle at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (img2img)",
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (img2img)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **{**SAMPLER, "keep_scales": 3})
-    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1100, 160), 280, images=(picture, 0))
-    graph.add("SaveImage", (1460, 520), 420, images=(image, 0), filename_prefix="Infinity_img2img")
-    graph.add("Note", (20, 440), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(picture, 0))
+    graph.add("SaveImage", (COLUMNS[4], ROW_2), 420, images=(image, 0), filename_prefix="Infinity_img2img")
+    graph.add("Note", (COLUMNS[0], 640), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
               "by the first sampler) into the bits of every scale; the second sampler keeps the first "
               "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
               "stay closer to the picture, like a lower denoise.\n\n" + NOTE_MODELS)
@@ -215,23 +223,23 @@ def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
-                               380, title="Infinity Bitwise Sampler (the input picture)")
-    canvas = graph.add("SolidMask", (20, 780), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (20, 910), 110, value=1.0, width=144, height=144)
-    mask = graph.add("MaskComposite", (380, 760), 170, destination=(canvas, 0), source=(square, 0), x=0, y=0,
-                     operation="add")
-    encoded = graph.add("InfinityEncodeImage", (1460, 40), 200, image=(picture, 0), vae=(vae, 0), mask=(mask, 0),
-                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
-    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+                               title="Infinity Bitwise Sampler (the input picture)")
+    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 300), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 560), 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 300), 170, destination=(canvas, 0), source=(square, 0),
+                     x=0, y=0, operation="add")
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
+                        mask=(mask, 0), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
+    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
                      prompt="a green square at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (inpaint)",
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (inpaint)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1100, 160), 280, images=(picture, 0))
-    graph.add("SaveImage", (1460, 520), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
-    graph.add("Note", (20, 440), 300, text="Inpainting: the mask (white = redraw; here a square over the circle, "
-              "made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(picture, 0))
+    graph.add("SaveImage", (COLUMNS[4], ROW_2), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
+    graph.add("Note", (COLUMNS[0], 640), 300, text="Inpainting: the mask (white = redraw; here a square over the "
+              "circle, made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
               "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
               "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
     return graph
@@ -241,24 +249,25 @@ def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
-                               380, title="Infinity Bitwise Sampler (the input picture)")
-    half = graph.add("ImageCrop", (1460, 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
-    padded = graph.add("InfinityPadForOutpainting", (1460, 240), 250, image=(half, 0), left=0, top=0, right=128,
-                       bottom=0, feather=0, pixels="0.06M")
-    encoded = graph.add("InfinityEncodeImage", (1460, 520), 200, image=(padded, 0), vae=(vae, 0), mask=(padded, 1),
-                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="disabled")
-    cond = graph.add("InfinityTextEncode", (380, 520), 200, text_encoder=(encoder, 0),
+                               title="Infinity Bitwise Sampler (the input picture)")
+    half = graph.add("ImageCrop", (COLUMNS[4], 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
+    padded = graph.add("InfinityPadForOutpainting", (COLUMNS[4], 320), 250, image=(half, 0), left=0, top=0,
+                       right=128, bottom=0, feather=0, pixels="0.06M")
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 720), 200, image=(padded, 0), vae=(vae, 0),
+                        mask=(padded, 1), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic",
+                        crop="disabled")
+    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
                      prompt="a red circle at the top left and a yellow triangle on the right on a blue background",
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (740, 520), 440, title="Infinity Bitwise Sampler (outpaint)",
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (outpaint)",
                       model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (1100, 520), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (1100, 160), 280, images=(padded, 0))
-    graph.add("SaveImage", (1100, 640), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
-    graph.add("Note", (20, 440), 300, text="Outpainting: the left half of a picture is extended to the right by "
-              "Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new area. "
-              "The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(padded, 0))
+    graph.add("SaveImage", (COLUMNS[3], ROW_2 + 160), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
+    graph.add("Note", (COLUMNS[0], 640), 300, text="Outpainting: the left half of a picture is extended to the "
+              "right by Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new "
+              "area. The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
     return graph
 
 

@@ -9,21 +9,17 @@ strict, and a mismatch is reported with the first few missing, unexpected and mi
 
 A file is refused, naming it, before its tensors are used when it is missing, empty, a broken link or a
 device; a shard index names a file outside its own folder; a pickle is not a zip or pickle at all, or
-names globals other than torch's (it could run code: found by reading its opcodes, never by unpickling);
-a weight to load is not floating point; or a tensor holds NaN or infinity (checked as it streams in).
+names globals other than torch's (it could run code: found by reading its opcodes, never by unpickling; see
+pickle_checkpoint.py); a weight to load is not floating point; or a tensor holds NaN or infinity (checked as
+it streams in).
 A model file may carry its sampling defaults in its metadata (`model_defaults`).
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import pickle
-import pickletools
 import re
-import warnings
-import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -32,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 
 from .errors import InfinityError
+from .pickle_checkpoint import read_checkpoint
 from .schedules import PIXEL_BUDGETS
 
 log = logging.getLogger(__name__)
@@ -103,7 +100,7 @@ class TensorSource:
         if suffix == SAFETENSORS_SUFFIX:
             self._file, self._tensors = self._open_safetensors(path), None
         elif suffix in PICKLE_SUFFIXES:
-            self._file, self._tensors = None, _unwrap(_read_pickle(path), path)   # memory-mapped when possible
+            self._file, self._tensors = None, _unwrap(read_checkpoint(path), path)   # memory-mapped when possible
         else:
             raise InfinityError(f"{_describe(path)} has an unsupported extension '{suffix}'; use {SAFETENSORS_SUFFIX}, "
                                 f"{', '.join(PICKLE_SUFFIXES)} or a shard folder with an index JSON")
@@ -169,114 +166,6 @@ def require_finite(tensor: torch.Tensor, original: torch.Tensor, key: str, sourc
                             "load the model in bfloat16 or float32")
     raise InfinityError(f"{source_name}: tensor '{key}' holds NaN or infinite values; the file is corrupt or "
                         "was saved from a diverged training run")
-
-
-# --- pickled checkpoints -----------------------------------------------------------------------------
-ZIP_MAGIC = b"PK\x03\x04"     # torch.save's default (zip) format
-PICKLE_PROTO = 0x80           # first byte of a pickle of protocol 2 or later (torch.save's legacy format)
-# Globals a tensor checkpoint's pickle may name: torch's tensor/storage rebuilders and containers.
-TENSOR_GLOBAL_MODULES = ("torch", "collections")
-_PICKLE_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
-                      "STRING"}
-LEGACY_PICKLES = 4            # the legacy format: magic number, protocol, system info, then the state
-
-
-def _pickle_format(path: Path) -> str:
-    """'zip', 'pickle' or 'unknown', from the first bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head.startswith(ZIP_MAGIC):
-        return "zip"
-    if len(head) >= 2 and head[0] == PICKLE_PROTO and head[1] <= pickle.HIGHEST_PROTOCOL:
-        return "pickle"
-    with open(path, "rb") as handle:   # protocol 0/1 pickles have no PROTO opcode: one must parse whole
-        _, complete = _pickle_globals(handle)
-    return "pickle" if complete else "unknown"
-
-
-def _globals_of_one_pickle(stream: io.BufferedIOBase, found: list[str]) -> None:
-    """Append the `module.name` globals one pickle names to `found`, read statically with pickletools
-    (nothing is unpickled); raises whatever pickletools raises on corrupt or truncated data."""
-    memo: dict = {}
-    recent: list = []   # last pushed values, strings where known (STACK_GLOBAL takes module and name from them)
-    for opcode, arg, _ in pickletools.genops(stream):
-        name = opcode.name
-        if name in ("GLOBAL", "INST"):
-            found.append(str(arg).replace(" ", "."))
-        elif name == "STACK_GLOBAL":
-            module, attr = recent[-2:] if len(recent) >= 2 else (None, None)
-            found.append(f"{module}.{attr}" if isinstance(module, str) and isinstance(attr, str) else "<unknown>")
-        if name in _PICKLE_STRING_OPS:
-            recent.append(arg)
-        elif name in ("BINGET", "LONG_BINGET", "GET"):
-            recent.append(memo.get(arg))
-        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-            memo[arg] = recent[-1] if recent else None
-        elif name == "MEMOIZE":
-            memo[len(memo)] = recent[-1] if recent else None
-        else:
-            recent.append(None)
-
-
-def _pickle_globals(stream: io.BufferedIOBase) -> tuple[list[str], bool]:
-    """The globals of up to `LEGACY_PICKLES` pickles in a row, and whether they parsed to their end."""
-    found: list[str] = []
-    for _ in range(LEGACY_PICKLES):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")   # pickletools' notes on odd string escapes in corrupt data
-                _globals_of_one_pickle(stream, found)
-        except Exception:   # noqa: BLE001 -- truncated or corrupt: report what was read so far
-            return found, False
-        if not stream.peek(1):   # the file ends here: a plain pickle, or a complete legacy header
-            break
-    return found, True
-
-
-def _code_globals(path: Path, kind: str) -> list[str]:
-    """Globals outside `TENSOR_GLOBAL_MODULES` that the checkpoint's pickle names (as far as it parses)."""
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as archive:
-                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                if member is None:
-                    return []
-                with archive.open(member) as stream:
-                    names, _ = _pickle_globals(stream)
-        else:
-            with open(path, "rb") as stream:
-                names, _ = _pickle_globals(stream)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        return []
-    return [n for n in names if n.split(".")[0] not in TENSOR_GLOBAL_MODULES]
-
-
-def _read_pickle(path: Path) -> dict:
-    kind = _pickle_format(path)
-    if kind == "unknown":
-        raise InfinityError(f"{_describe(path)} is not a PyTorch checkpoint (not a zip or pickle); "
-                            "it may be another kind of file with a weight file's name")
-    try:   # zip files are memory-mapped, so tensors are paged in as they are used
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=kind == "zip")
-    except Exception as err:   # noqa: BLE001 -- torch raises many types on untrusted bytes; all mean a bad file
-        code = _code_globals(path, kind)
-        if code:
-            raise InfinityError(f"{_describe(path)} holds objects other than tensors ({', '.join(sorted(set(code))[:3])}), "
-                                "which are not loaded because unpickling them could run code; convert it to "
-                                ".safetensors with tools/convert_checkpoint.py on a trusted machine") from None
-        raise InfinityError(f"{_describe(path)} is not a readable PyTorch weight file; it may be truncated or "
-                            f"corrupt ({_torch_detail(err)})") from None
-
-
-# Lines of torch.load's weights-only message that explain the mechanism rather than this file.
-_TORCH_BOILERPLATE = ("Weights only load failed", "Re-running", "Please file an issue", "Check the documentation",
-                      "(1)", "(2)", "WeightsUnpickler error:")
-
-
-def _torch_detail(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines()]
-    useful = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE)]
-    return (useful[0] if useful else type(err).__name__)[:160]
 
 
 def _shard_files(index_path: Path) -> list[Path]:

@@ -67,11 +67,12 @@ class PreviewPacer:
     the last one's cost, stays within `share` of the run's estimated length.
 
     The estimate is the time elapsed plus, for each scale still to come, the time the scale just done took
-    (its frame not counted). A scale never takes less time than the one before it (it has more tokens, and
-    attends to more), so the estimate is at most the run's real length: the budget is never too large. The
-    clock starts at the first `due`, the callback before the first scale. A frame may cost more than the last
-    one (a later scale's preview has more pixels), and the first has no last one, so the bound holds up to one
-    frame: at most `share` of the run plus the costliest frame."""
+    (its frame not counted). A scale takes no less time than the one before it (it has more tokens, and
+    attends to more; on the demo model the first few are equal within timing noise), so the estimate is at
+    most the run's real length, up to that noise: the budget is not too large. The clock starts at the first
+    `due`, the callback before the first scale. A frame may cost more than the last one (a later scale's
+    preview has more pixels), and the first has no last one, so the bound holds up to one frame: at most
+    `share` of the run plus the costliest frame."""
 
     def __init__(self, share: float, clock: Callable[[], float] = time.monotonic):
         self.share = share

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from node_env import EXTRA_MODEL_FILE, MISMATCHED_VAE, PACK, REPO, STUB_DIR, STUBBED_MODULES, run
+from .node_env import EXTRA_MODEL_FILE, MISMATCHED_VAE, PACK, REPO, STUB_DIR, STUBBED_MODULES, run
 from standin_models import TINY_NAMES, build_standin_models, write_mismatched_vae
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from infinity_core import InfinityError, TextCondition
-from node_env import MISMATCHED_VAE, PROMPT, SETTINGS, WIDGET_TYPES, run, run_graph, sample, v1_inputs, validate
+from .node_env import (MISMATCHED_VAE, PROMPT, SETTINGS, WIDGET_TYPES, run, run_graph, sample, v1_inputs,
+                       validate)
 from standin_models import TINY_NAMES
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from infinity_core import InfinityError
-from node_env import MISMATCHED_VAE, run, sample
+from .node_env import MISMATCHED_VAE, run, sample
 
 
 # --- Image in ----------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from infinity_core import InfinityError
-from node_env import EXTRA_MODEL_FILE, MISMATCHED_VAE, REPO, run, v1_inputs, validate
+from .node_env import EXTRA_MODEL_FILE, MISMATCHED_VAE, REPO, run, v1_inputs, validate
 from standin_models import TINY_NAMES
 
 

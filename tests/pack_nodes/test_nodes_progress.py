@@ -12,7 +12,7 @@ from PIL import Image
 
 import infinity_core.preview as core_preview
 from infinity_core import InfinityError, SamplingConfig
-from node_env import MISMATCHED_VAE, run, run_graph, sample
+from .node_env import MISMATCHED_VAE, run, run_graph, sample
 
 
 # --- Progress, interruption, previews ----------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from infinity_core import InfinityError
-from node_env import (CORE_NODE_TYPES, EXAMPLES, PACK, REPO, V1_NODE_IDS, WORKFLOWS, run, v1_inputs, validate,
-                      widget_names)
+from .node_env import (CORE_NODE_TYPES, EXAMPLES, PACK, REPO, V1_NODE_IDS, WORKFLOWS, run, v1_inputs,
+                       validate, widget_names)
 
 
 # --- Registration and schema -------------------------------------------------------------------------------

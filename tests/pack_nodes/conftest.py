@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from .node_env import EXTRA_MODEL_FILE, MISMATCHED_VAE, PACK, REPO, STUB_DIR, STUBBED_MODULES, run
+from .node_env import (EXTRA_MODEL_FILE, MISMATCHED_VAE, PACK, REPO, STUB_DIR, STUBBED_MODULES, install_fake_clock,
+                       run)
 from standin_models import TINY_NAMES, build_standin_models, write_mismatched_vae
 
 
@@ -76,14 +77,7 @@ def mm(env):
 @pytest.fixture
 def fake_clock(env, monkeypatch):
     """A clock that advances one second per reading, for ComfyUI's progress throttle and the previews' pacing."""
-    now = [0.0]
-
-    def tick() -> float:
-        now[0] += 1.0
-        return now[0]
-    monkeypatch.setattr(sys.modules["comfy.utils"], "clock", tick)
-    monkeypatch.setattr(env.nodes.previews, "clock", tick)
-    return now
+    return install_fake_clock(env, monkeypatch, 1.0)
 
 
 @pytest.fixture

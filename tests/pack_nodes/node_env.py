@@ -63,3 +63,16 @@ def v1_inputs(registry, node_id) -> dict:
 
 def widget_names(registry, node_id) -> list[str]:
     return [name for name, (kind, _) in v1_inputs(registry, node_id).items() if kind in WIDGET_TYPES]
+
+
+def install_fake_clock(env, monkeypatch, step: float) -> list[float]:
+    """ComfyUI's progress throttle and the previews' pacing read a clock that advances `step` seconds per
+    reading; returns the clock's [now]."""
+    now = [0.0]
+
+    def tick() -> float:
+        now[0] += step
+        return now[0]
+    monkeypatch.setattr(sys.modules["comfy.utils"], "clock", tick)
+    monkeypatch.setattr(env.nodes.previews, "clock", tick)
+    return now

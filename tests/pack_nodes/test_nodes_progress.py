@@ -12,7 +12,7 @@ from PIL import Image
 
 import infinity_core.preview as core_preview
 from infinity_core import InfinityError, SamplingConfig
-from .node_env import MISMATCHED_VAE, run, run_graph, sample
+from .node_env import MISMATCHED_VAE, install_fake_clock, run, run_graph, sample
 
 
 # --- Progress, interruption, previews ----------------------------------------------------------------------
@@ -64,21 +64,10 @@ def test_a_failed_run_leaves_the_cached_models_usable(registry, models, mm, fake
     assert torch.equal(run_graph(registry, models), reference)
 
 
-def _ten_ms_per_reading(env, monkeypatch) -> None:
-    """Every clock reading 10 ms after the last: a fast machine, where scales come under 100 ms apart."""
-    now = [0.0]
-
-    def tick() -> float:
-        now[0] += 0.01
-        return now[0]
-    monkeypatch.setattr(sys.modules["comfy.utils"], "clock", tick)
-    monkeypatch.setattr(env.nodes.previews, "clock", tick)
-
-
 def test_throttled_progress_still_cancels_at_every_scale(env, registry, models, mm, monkeypatch):
     """Scales 10 ms apart: ComfyUI passes on the first and the last plain update only, and cancel is still
     honoured at every scale."""
-    _ten_ms_per_reading(env, monkeypatch)
+    install_fake_clock(env, monkeypatch, 0.01)   # a fast machine: scales under 100 ms apart
     updates = []
     sys.modules["comfy.utils"].PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: updates.append(value)
     sample(registry, models)
@@ -99,7 +88,7 @@ def test_throttled_progress_still_cancels_at_every_scale(env, registry, models, 
 def test_preview_frames_reach_the_page_however_close_the_scales(env, registry, models, mm, monkeypatch):
     """Scales 10 ms apart: every frame the pacer allows goes out (ComfyUI never drops an update with a
     preview), here at every scale but the last, with the budget opened to the whole run."""
-    _ten_ms_per_reading(env, monkeypatch)
+    install_fake_clock(env, monkeypatch, 0.01)   # a fast machine: scales under 100 ms apart
     monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
     frames = _frames(mm, previews_on=True)
     sample(registry, models, vae=models["vae"])

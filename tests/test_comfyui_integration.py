@@ -794,6 +794,49 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
 
 
+def test_the_preview_changes_on_the_sampler_during_a_1m_run(ui, shots_dir):
+    """The text-to-image template at 1M (long enough for the previews' budget to pay for several frames):
+    the page receives at least two different frames while the sampler runs, and a screenshot shows the
+    sampler after the second one, before the run ends. The run watched is the second at 1M, as a user's
+    next run is: in the first, the one-time set-up of the decoder's kernels for the new sizes falls inside
+    the first frame, and the budget may then pay for no second one."""
+    example = next(path for path in EXAMPLES if path.stem == "Infinity text to image")
+    ui.load_from_template_browser(example)
+    sampler = next(node["id"] for node in ui.graph_summary()["nodes"] if node["type"].startswith(SAMPLER_PREFIX))
+    for run in ("first", "watched"):
+        ui.js("const g = app.rootGraph ?? app.graph; const n = g.getNodeById(Number(arguments[0]));"
+              "n.widgets.find(w => w.name === 'seed').value = arguments[1];"
+              "const pixels = n.widgets.find(w => w.name === 'pixels'); pixels.value = '1M';"
+              "pixels.callback?.(pixels.value);", sampler, next(_seed_counter))   # as a pick in the list does
+        queued = ui.now()
+        result = ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;")
+        assert result is True, result
+        if run == "first":
+            ui.wait_for("return window.__infinityWatch.executions.some(e => e.t >= arguments[0]"
+                        " && e.type === 'execution_success')", f"{ui.label}: the first 1M run did not finish", 300,
+                        queued)
+    shot, shot_time, deadline = None, None, time.monotonic() + 300
+    while not ui.js("return window.__infinityWatch.executions.some(e => e.t >= arguments[0]"
+                    " && e.type !== 'execution_start')", queued):
+        assert time.monotonic() < deadline, f"{ui.label}: the 1M run did not finish"
+        frames = ui.js("return new Set(window.__infinityWatch.frames.filter(f => f.t >= arguments[0])"
+                       ".map(f => f.hash)).size", queued)
+        if shot is None and frames >= 2:
+            shot_time = ui.now()
+            shot = shots_dir / f"{ui.version}_vue-{'on' if ui.vue else 'off'}_1M_second-frame.png"
+            ui.driver.save_screenshot(str(shot))
+        time.sleep(0.05)
+    watch = ui.js("const w = window.__infinityWatch; const t = arguments[0]; return {"
+                  " frames: w.frames.filter(f => f.t >= t).map(f => f.hash),"
+                  " finished: w.executions.find(e => e.t >= t && e.type !== 'execution_start')}", queued)
+    _figure(f"previews {ui.label} text to image at 1M: {len(watch['frames'])} frames "
+            f"({len(set(watch['frames']))} distinct); screenshot after the second {shot}")
+    assert watch["finished"]["type"] == "execution_success", watch["finished"]
+    assert len(set(watch["frames"])) >= 2, f"{ui.label}: the preview did not change during a 1M run"
+    assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot after the second frame"
+    assert not ui.popups_since(queued) and not ui.console_errors()
+
+
 def test_workflow_saved_before_the_v3_nodes_loads_with_its_values_and_runs(ui):
     """A UI workflow saved with the classic (pre-V3) nodes, opened as a file is (app.loadGraphData): every
     widget keeps its saved value, and it runs. Its nulls (floatingLinks, slot_index...) are the saved file's and

@@ -197,21 +197,37 @@ def build_text_to_image(specs) -> Graph:
     return graph
 
 
-def build_image_to_image(specs) -> Graph:
-    graph = Graph(specs)
+def input_picture(graph: Graph) -> tuple[Node, Node, Node, Node]:
+    """The loaders and the first row, which makes the picture the other examples start from:
+    (text encoder, model, VAE, decoded picture)."""
     encoder, model, vae = loaders(graph)
     _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
                                title="Infinity Bitwise Sampler (the input picture)")
+    return encoder, model, vae, picture
+
+
+def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, shown, save_at,
+                         save_prefix: str, **sampler) -> None:
+    """The second row: a sampler drawing from `encoded` for `prompt`, its decode and save, and a Preview Image
+    of `shown` (the picture as it goes in) above the decode."""
+    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0), prompt=prompt,
+                     negative_prompt="")
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title=title, model=(model, 0),
+                      conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
+                      **{**SAMPLER, **sampler})
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(shown, 0))
+    graph.add("SaveImage", save_at, 420, images=(image, 0), filename_prefix=save_prefix)
+
+
+def build_image_to_image(specs) -> Graph:
+    graph = Graph(specs)
+    encoder, model, vae, picture = input_picture(graph)
     encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
                         aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
-    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
-                     prompt="a yellow circle at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (img2img)",
-                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
-                      **{**SAMPLER, "keep_scales": 3})
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(picture, 0))
-    graph.add("SaveImage", (COLUMNS[4], ROW_2), 420, images=(image, 0), filename_prefix="Infinity_img2img")
+    sampler_from_picture(graph, encoder, model, vae, encoded, "a yellow circle at the top left on a blue background",
+                         "Infinity Bitwise Sampler (img2img)", picture, (COLUMNS[4], ROW_2), "Infinity_img2img",
+                         keep_scales=3)
     graph.add("Note", (COLUMNS[0], 640), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
               "by the first sampler) into the bits of every scale; the second sampler keeps the first "
               "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
@@ -221,23 +237,15 @@ def build_image_to_image(specs) -> Graph:
 
 def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
-    encoder, model, vae = loaders(graph)
-    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
-                               title="Infinity Bitwise Sampler (the input picture)")
+    encoder, model, vae, picture = input_picture(graph)
     canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 300), 110, value=0.0, width=256, height=256)
     square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 560), 110, value=1.0, width=144, height=144)
     mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 300), 170, destination=(canvas, 0), source=(square, 0),
                      x=0, y=0, operation="add")
     encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
                         mask=(mask, 0), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
-    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
-                     prompt="a green square at the top left on a blue background", negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (inpaint)",
-                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
-                      **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(picture, 0))
-    graph.add("SaveImage", (COLUMNS[4], ROW_2), 420, images=(image, 0), filename_prefix="Infinity_inpaint")
+    sampler_from_picture(graph, encoder, model, vae, encoded, "a green square at the top left on a blue background",
+                         "Infinity Bitwise Sampler (inpaint)", picture, (COLUMNS[4], ROW_2), "Infinity_inpaint")
     graph.add("Note", (COLUMNS[0], 640), 300, text="Inpainting: the mask (white = redraw; here a square over the "
               "circle, made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
               "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
@@ -247,24 +255,16 @@ def build_inpaint(specs) -> Graph:
 
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
-    encoder, model, vae = loaders(graph)
-    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
-                               title="Infinity Bitwise Sampler (the input picture)")
+    encoder, model, vae, picture = input_picture(graph)
     half = graph.add("ImageCrop", (COLUMNS[4], 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
     padded = graph.add("InfinityPadForOutpainting", (COLUMNS[4], 320), 250, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
     encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 720), 200, image=(padded, 0), vae=(vae, 0),
                         mask=(padded, 1), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic",
                         crop="disabled")
-    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0),
-                     prompt="a red circle at the top left and a yellow triangle on the right on a blue background",
-                     negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title="Infinity Bitwise Sampler (outpaint)",
-                      model=(model, 0), conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
-                      **SAMPLER)
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(padded, 0))
-    graph.add("SaveImage", (COLUMNS[3], ROW_2 + 160), 420, images=(image, 0), filename_prefix="Infinity_outpaint")
+    sampler_from_picture(graph, encoder, model, vae, encoded,
+                         "a red circle at the top left and a yellow triangle on the right on a blue background",
+                         "Infinity Bitwise Sampler (outpaint)", padded, (COLUMNS[3], ROW_2 + 160), "Infinity_outpaint")
     graph.add("Note", (COLUMNS[0], 640), 300, text="Outpainting: the left half of a picture is extended to the "
               "right by Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new "
               "area. The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)

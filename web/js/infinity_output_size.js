@@ -81,6 +81,20 @@ function outputSizeText(node) {
     return size ? `output ${size.width} \u00d7 ${size.height} px \u00b7 ${size.scales} scales` : "";
 }
 
+// Run `then` after each change of the named widgets, keeping the widgets' own callbacks.
+function afterWidgetChange(node, names, then) {
+    for (const name of names) {
+        const widget = node.widgets?.find((w) => w.name === name);
+        if (!widget) continue;
+        const callback = widget.callback;
+        widget.callback = (...args) => {
+            const value = callback?.apply(widget, args);
+            then();
+            return value;
+        };
+    }
+}
+
 function addOutputSize(nodeType) {
     nodeType.prototype.updateInfinityOutputSize = function () {
         const widget = this.widgets?.find((w) => w.name === SIZE_WIDGET);
@@ -97,16 +111,7 @@ function addOutputSize(nodeType) {
                                     { values: [""], serialize: false });
         size.label = "size";
         size.serialize = false;
-        for (const name of SIZE_INPUTS) {
-            const widget = this.widgets?.find((w) => w.name === name);
-            if (!widget) continue;
-            const callback = widget.callback;
-            widget.callback = (...args) => {
-                const value = callback?.apply(widget, args);
-                this.updateInfinityOutputSize();
-                return value;
-            };
-        }
+        afterWidgetChange(this, SIZE_INPUTS, () => this.updateInfinityOutputSize());
         this.updateInfinityOutputSize();
         return result;
     };
@@ -126,16 +131,7 @@ function followEncodeImage(nodeType) {
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
-        for (const name of SIZE_INPUTS) {
-            const widget = this.widgets?.find((w) => w.name === name);
-            if (!widget) continue;
-            const callback = widget.callback;
-            widget.callback = (...args) => {
-                const value = callback?.apply(widget, args);
-                updateAllOutputSizes();
-                return value;
-            };
-        }
+        afterWidgetChange(this, SIZE_INPUTS, updateAllOutputSizes);
         return result;
     };
 }

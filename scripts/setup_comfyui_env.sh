@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# An environment for tests/test_comfyui_integration.py: a CPU venv that runs a ComfyUI source tree you already
+# An environment for tests/real_comfyui/: a CPU venv that runs a ComfyUI source tree you already
 # have, a torchvision import stub, the newest comfyui-frontend-package unzipped as a second frontend, and
 # (with --browser, as root) Chromium + chromedriver from the distribution's packages. Downloads no ComfyUI code.
 #
@@ -152,4 +152,4 @@ export CHROMEDRIVER_BIN=$CHROMEDRIVER
 EOF
 echo
 echo "Run the suite with:"
-echo "  source $COMFY_ENV/env.sh && $COMFY_ENV/venv/bin/python -m pytest -q -s tests/test_comfyui_integration.py"
+echo "  source $COMFY_ENV/env.sh && $COMFY_ENV/venv/bin/python -m pytest -q -s tests/real_comfyui/"

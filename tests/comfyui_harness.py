@@ -1,4 +1,4 @@
-"""A real ComfyUI server and its real frontend, driven from tests/test_comfyui_integration.py.
+"""A real ComfyUI server and its real frontend, driven from tests/real_comfyui/.
 
 Stdlib only on the test side (urllib, a small websocket client), plus Selenium for the browser part, so the
 suite needs nothing that the pack does not already need. Every setting comes from environment variables:

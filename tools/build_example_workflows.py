@@ -30,7 +30,7 @@ NODE_WIDTH = 320
 # The grid the nodes sit on, wide and tall enough that no two nodes overlap once a run has shown its previews
 # and images, on the canvas and with Vue nodes, in frontends 1.27 and 1.5x (1.27's Vue nodes are up to 430 px
 # wide; a sampler showing its preview grows to about 900 px there, 680 px in 1.58): checked by
-# tests/test_comfyui_integration.py.
+# tests/real_comfyui/.
 COLUMNS = (20, 500, 980, 1460, 1940)   # loaders, text encoders, samplers, decoders, outputs and image inputs
 ROW_2 = 1000                           # the second sampler's row
 

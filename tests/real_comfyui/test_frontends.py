@@ -1,0 +1,399 @@
+"""The pack in ComfyUI's real frontends in headless Chromium: templates, Vue nodes on and off, previews
+(see suite.py)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from comfyui_harness import chromium_paths, frontend_version, newest_frontend_root, start_chromium
+from .suite import (EXAMPLES, OUTPUT_NODES, PACK_FOLDER, PAGE_SETTLE_S, SAMPLER_PREFIX, SAVED_BEFORE_V3, SIZE_TEXT,
+                    figure)
+from .suite import newest_server, server, shots_dir  # noqa: F401 -- fixtures
+
+
+# --- the real frontends in headless Chromium --------------------------------------------------------------------
+
+# Console errors that have nothing to do with the pack. Any error that mentions the pack is never ignored.
+BENIGN_CONSOLE = {
+    # a fresh user folder: no user.css, saved workflows, subgraphs or template index yet; no favicon
+    "any": ("/api/userdata", "/user.css", "favicon.ico"),
+    # 1.27.10: its default graph raises "reading 'id'"; its model-to-node store raises "reading 'name'" when a
+    # core loader it expects (UpscaleModelLoader) is not installed, as in a venv without spandrel
+    "bundled": ("reading 'id'", "reading 'name'"),
+    # a frontend newer than the backend asks for routes that 0.3.64 lacks (the jobs and global subgraph APIs)
+    # and for the logo index of a newer comfyui-workflow-templates package
+    "newest": ("/api/jobs", "JobsApiError", "/api/global_subgraphs", "/templates/index_logo.json"),
+}
+UI_MODES = [("bundled", False), ("bundled", True), ("newest", False), ("newest", True)]
+
+
+@dataclass
+class Frontend:
+    kind: str               # "bundled" or "newest"
+    vue: bool
+    version: str
+    server: object
+    driver: object
+
+    @property
+    def label(self) -> str:
+        return f"{self.version} vue-{'on' if self.vue else 'off'}"
+
+    def js(self, script: str, *args):
+        return self.driver.execute_script(script, *args)
+
+    def js_async(self, body: str, *args):
+        """Run `body` (may use await; `args` is the argument list) and return what it returns."""
+        return self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const args = [...arguments].slice(0, -1);"
+            f"(async () => {{ {body} }})().then(done, (error) => done({{error: String(error && error.stack || error)}}));",
+            *args)
+
+    def now(self) -> float:
+        return self.js("return performance.now()")
+
+    def console_errors(self) -> list[str]:
+        """SEVERE console messages since the last call, minus the known ones unrelated to the pack."""
+        benign = BENIGN_CONSOLE["any"] + BENIGN_CONSOLE[self.kind]
+        errors = []
+        for entry in self.driver.get_log("browser"):
+            message = entry["message"]
+            if entry["level"] != "SEVERE":
+                continue
+            if PACK_FOLDER not in message and "infinity" not in message.lower():
+                if message.startswith("http") and not message.startswith(self.server.url) and "net::ERR_" in message:
+                    continue   # no network here: requests to other hosts (release check, telemetry) fail
+                if any(known in message for known in benign):
+                    continue
+            errors.append(message)
+        return errors
+
+    def popups_since(self, since: float) -> list[str]:
+        """Toasts and dialogs that appeared after page time `since`, with their text."""
+        found = self.js("const w = window.__infinityWatch; return [...w.toasts.map(e => ['toast', e.t, e.text]),"
+                        " ...w.dialogs.map(e => ['dialog', e.t, e.text])]")
+        return [f"{kind}: {text[:600]}" for kind, t, text in found if t >= since]
+
+    def open_dialogs(self) -> int:
+        return self.js("return document.querySelectorAll('.p-dialog, [role=\"dialog\"], [role=\"alertdialog\"]').length")
+
+    def wait_for(self, script: str, what: str, timeout: float = 30, *args):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.js(script, *args)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.label}: {what} (waited {timeout} s)")
+            time.sleep(0.1)
+
+    def load_from_template_browser(self, example: Path) -> float:
+        """Open the template browser, pick the pack, click the example's card; wait until the graph holds the
+        example's nodes and no dialog is open. Returns the page time of the click."""
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        self.js("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        category = self.wait_for(
+            "return [...document.querySelectorAll('.p-dialog *, [role=\"dialog\"] *')].find(e => !e.children.length"
+            " && e.textContent.trim() === arguments[0])", f"no '{PACK_FOLDER}' category in the template browser",
+            30, PACK_FOLDER)
+        self.js("arguments[0].scrollIntoView({block: 'center'})", category)
+        category.click()
+        card = self.wait_for(
+            "return [...document.querySelectorAll('[data-testid]')].find(e => e.getAttribute('data-testid')"
+            " === 'template-workflow-' + arguments[0])", f"no card for {example.stem} in the template browser",
+            30, example.stem)
+        self.js("arguments[0].scrollIntoView({block: 'center'})", card)
+        time.sleep(1)   # a user looks at the card: its thumbnail is requested and shown (or fails) first
+        self.wait_for("return [...arguments[0].querySelectorAll('img')].every(img => img.complete)",
+                      f"the card of {example.stem} never finished loading its thumbnail", 10, card)
+        clicked = self.now()
+        try:
+            card.click()
+        except ElementClickInterceptedException:
+            self.js("arguments[0].click()", card)
+        expected = sorted(node["type"] for node in json.loads(example.read_text())["nodes"])
+        self.wait_for(
+            "const g = app.rootGraph ?? app.graph; const types = (g.nodes ?? g._nodes).map(n => n.type).sort();"
+            " return JSON.stringify(types) === JSON.stringify(arguments[0])"
+            " && !document.querySelector('.p-dialog, [role=\"dialog\"]');",
+            f"{example.name} did not load from the template browser", 30, expected)
+        return clicked
+
+    def graph_summary(self) -> dict:
+        return self.js(
+            "const g = app.rootGraph ?? app.graph; const nodes = g.nodes ?? g._nodes;"
+            "return {links: g.links instanceof Map ? g.links.size : Object.keys(g.links).length,"
+            " nodes: nodes.map(n => ({id: String(n.id), type: n.type, values: n.serialize().widgets_values ?? []}))}")
+
+    def overlapping_nodes(self) -> list[str]:
+        """Pairs of nodes whose boxes, as drawn now, overlap by more than a few pixels: with Vue nodes the node
+        elements' rectangles, on the canvas each node's bounding box (title bar included)."""
+        boxes = self.js(
+            "const g = app.rootGraph ?? app.graph; const nodes = g.nodes ?? g._nodes;"
+            "if (arguments[0]) return [...document.querySelectorAll('.lg-node[data-node-id]')].map(e => {"
+            "  const r = e.getBoundingClientRect();"
+            "  return [e.getAttribute('data-node-id'), r.x, r.y, r.width, r.height]; });"
+            "return nodes.map(n => { const b = n.getBounding(); return [String(n.id), b[0], b[1], b[2], b[3]]; });",
+            self.vue)
+        margin = 4
+        return [f"#{a[0]} and #{b[0]}" for i, a in enumerate(boxes) for b in boxes[i + 1:]
+                if min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]) > margin
+                and min(a[2] + a[4], b[2] + b[4]) - max(a[2], b[2]) > margin]
+
+    def size_texts(self, node_id: str) -> list[str]:
+        """The texts a user can see on node `node_id` (centred on screen first): with Vue nodes, the node
+        element's rendered text and widget values; on the canvas, the strings drawn and the DOM widgets' values."""
+        self.js("const g = app.rootGraph ?? app.graph; app.canvas.ds.scale = 1;"   # zoomed in to read it
+                " app.canvas.centerOnNode(g.getNodeById(Number(arguments[0])) ?? g.getNodeById(arguments[0]));"
+                " window.__infinityWatch.drawn.clear(); app.canvas.setDirty(true, true);", node_id)
+        time.sleep(0.5)
+        return self.js(
+            "const visible = (e) => e.offsetParent !== null && e.getBoundingClientRect().width > 0;"
+            "const values = (root) => [...root.querySelectorAll('input, textarea')].filter(visible).map(e => e.value);"
+            "if (arguments[1]) { const el = document.querySelector(`.lg-node[data-node-id=\"${arguments[0]}\"]`);"
+            "  return el && visible(el) ? [el.innerText, ...values(el)] : []; }"
+            "app.canvas.draw(true, true);"
+            "return [...window.__infinityWatch.drawn, ...values(document)];", node_id, self.vue)
+
+
+@pytest.fixture(scope="module", params=UI_MODES, ids=[f"{kind}-vue-{'on' if vue else 'off'}" for kind, vue in UI_MODES])
+def ui(request):
+    kind, vue = request.param
+    running = request.getfixturevalue("server" if kind == "bundled" else "newest_server")
+    pytest.importorskip("selenium.webdriver")
+    if not all(Path(path).exists() for path in chromium_paths()):
+        pytest.skip("Chromium or chromedriver is not installed")
+    settings = {"Comfy.TutorialCompleted": True, "Comfy.VueNodes.Enabled": vue}   # a returning user
+    assert running.request("/settings", settings)[0] == 200
+    driver, profile = start_chromium()
+    try:
+        driver.get(running.url + "/")
+        frontend = Frontend(kind, vue, "?", running, driver)
+        frontend.wait_for("return !!(window.app && app.graph && app.extensionManager)", "the frontend did not start", 120)
+        frontend.version = frontend.js("return window.__COMFYUI_FRONTEND_VERSION__ ?? '?'")
+        if kind == "newest":
+            assert frontend.version == frontend_version(newest_frontend_root())
+        assert frontend.js("return app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") is vue
+        time.sleep(PAGE_SETTLE_S)
+        yield frontend
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_frontend_loads_the_pack_extension_without_errors(ui):
+    ui.wait_for("return app.extensions.some(e => e.name.startsWith('Infinity'))",
+                "no web extension of the pack registered (app.extensions has none named Infinity.*)")
+    assert ui.js("return !!LiteGraph.registered_node_types['InfinityBitwiseSampler']")
+    assert not ui.popups_since(0), ui.popups_since(0)
+    assert not ui.console_errors()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_example_workflow_loads_from_the_template_browser_without_warnings(ui, example):
+    ui.console_errors()
+    clicked = ui.load_from_template_browser(example)
+    time.sleep(1)   # toasts of the load appear within a frame or two
+    popups = ui.popups_since(clicked)
+    errors = ui.console_errors()
+    saved = json.loads(example.read_text())
+    graph = ui.graph_summary()
+    rendered = ui.js("return document.querySelectorAll('.lg-node[data-node-id]').length")
+    shifted = []
+    loaded = {node["id"]: node for node in graph["nodes"]}
+    for node in saved["nodes"]:
+        values = node.get("widgets_values")
+        if isinstance(values, list) and loaded[str(node["id"])]["values"][:len(values)] != values:
+            shifted.append(f"{node['type']} #{node['id']}: saved {values}, loaded {loaded[str(node['id'])]['values']}")
+    assert not popups, f"{ui.label} {example.name}: {popups}"
+    assert not errors, f"{ui.label} {example.name}: {errors}"
+    assert not shifted, f"{ui.label} {example.name}: widget values changed on load: {shifted}"
+    assert graph["links"] == len(saved["links"])
+    assert (rendered == len(saved["nodes"])) if ui.vue else rendered == 0
+
+
+SAMPLER_EXAMPLES = [path for path in EXAMPLES
+                    if any(node["type"].startswith(SAMPLER_PREFIX) for node in json.loads(path.read_text())["nodes"])]
+
+
+@pytest.mark.parametrize("example", SAMPLER_EXAMPLES, ids=[path.stem for path in SAMPLER_EXAMPLES])
+def test_sampler_shows_its_output_size(ui, example):
+    """The sampler's "output W x H px" line is visible on the node and matches the server's size table for
+    the node's aspect and pixel widgets (unless an encoded image is linked, whose schedule sets the size)."""
+    ui.load_from_template_browser(example)
+    table = ui.server.request("/api/infinity/output_sizes")[1]
+    saved = json.loads(example.read_text())
+    problems = []
+    for node in saved["nodes"]:
+        if not node["type"].startswith(SAMPLER_PREFIX):
+            continue
+        texts = ui.size_texts(str(node["id"]))
+        found = [match.groups() for text in texts for match in [SIZE_TEXT.search(text or "")] if match]
+        linked_image = ui.js("const g = app.rootGraph ?? app.graph; return g.getNodeById(arguments[0]).inputs"
+                             ".some(i => i.name === 'encoded_image' && i.link != null)", node["id"])
+        if not found and linked_image and any(re.match(r"\s*output\b", text or "") for text in texts):
+            continue   # the picture's own aspect sets the size when the graph runs: a note says so
+        if not found:
+            problems.append(f"{node['type']} #{node['id']}: no 'output W x H px' text visible")
+            continue
+        widgets = ui.js("const g = app.rootGraph ?? app.graph; const n = g.getNodeById(arguments[0]);"
+                        "return {aspect: n.widgets.find(w => w.name === 'aspect_ratio')?.value,"
+                        " pixels: n.widgets.find(w => w.name === 'pixels')?.value}", node["id"])
+        expected = table.get(widgets["aspect"], {}).get(widgets["pixels"])
+        if expected and not linked_image:   # else the encoded picture's schedule sets the size
+            if (int(found[0][0]), int(found[0][1])) != (expected["width"], expected["height"]):
+                problems.append(f"#{node['id']} shows {found[0]}, the table says {expected}")
+    assert not problems, f"{ui.label} {example.name}: {problems}"
+
+
+_seed_counter = iter(range(1_000_000, 2_000_000))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui, example, shots_dir):
+    """Loaded from the template browser, every sampler given a fresh seed (so the run really samples), queued
+    with the Run command: previews arrive on the page's websocket during sampling (a screenshot is taken
+    mid-run), no toast, dialog or console error shows, and every output node's images come back."""
+    ui.load_from_template_browser(example)
+    graph = ui.graph_summary()
+    samplers = [node["id"] for node in graph["nodes"] if node["type"].startswith(SAMPLER_PREFIX)]
+    for node_id in samplers:
+        ui.js("const g = app.rootGraph ?? app.graph; const n = g.getNodeById(Number(arguments[0]));"
+              "n.widgets.find(w => w.name === 'seed').value = arguments[1];", node_id, next(_seed_counter))
+    sizes = {(int(w), int(h)) for node_id in samplers for text in ui.size_texts(node_id)
+             for match in [SIZE_TEXT.search(text or "")] if match for w, h in [match.groups()]}
+    ui.console_errors()
+    queued = ui.now()
+    result = ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;")
+    assert result is True, result
+    prompt_id = ui.wait_for("return window.__infinityWatch.executions.find(e => e.t >= arguments[0]"
+                            " && e.type === 'execution_start')?.prompt_id", "the queued prompt never started",
+                            60, queued)
+    shot, frames_at_shot, shot_time = None, 0, None
+    deadline = time.monotonic() + 300
+    while not ui.js("return window.__infinityWatch.executions.some(e => e.prompt_id === arguments[0]"
+                    " && e.type !== 'execution_start')", prompt_id):
+        assert time.monotonic() < deadline, f"{ui.label} {example.name}: the run did not finish"
+        frames = ui.js("return window.__infinityWatch.frames.filter(f => f.t >= arguments[0]).length", queued)
+        if shot is None and frames >= 1:
+            shot_time = ui.now()
+            shot = shots_dir / f"{ui.version}_vue-{'on' if ui.vue else 'off'}_{example.stem}_mid-run.png"
+            ui.driver.save_screenshot(str(shot))
+            frames_at_shot = frames
+        time.sleep(0.05)
+    entry = ui.server.wait(prompt_id)
+    watch = ui.js("const w = window.__infinityWatch; const t = arguments[0]; return {"
+                  " frames: w.frames.filter(f => f.t >= t).map(f => f.hash),"
+                  " progress: w.progress.filter(p => p.t >= t && p.prompt_id === arguments[1]),"
+                  " finished: w.executions.find(e => e.prompt_id === arguments[1] && e.type !== 'execution_start')}",
+                  queued, prompt_id)
+    time.sleep(0.5)
+    popups = ui.popups_since(queued)
+    errors = ui.console_errors()
+    ui.driver.save_screenshot(str(shots_dir / f"{ui.version}_vue-{'on' if ui.vue else 'off'}_{example.stem}_done.png"))
+    updates = [p for p in watch["progress"] if p["node"] in samplers]
+    between = [p for p in updates if 0 < p["value"] < p["max"]]
+    frames = watch["frames"]
+    figure(f"previews {ui.label} {example.stem}: {len(frames)} frames ({len(set(frames))} distinct), "
+            f"{len(between)} sampler progress updates between first and last scale "
+            f"(scales {sorted({p['max'] for p in updates})}); mid-run screenshot {shot} at {frames_at_shot} frames")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert not popups, f"{ui.label} {example.name}: {popups}"
+    assert not errors, f"{ui.label} {example.name}: {errors}"
+    saved = json.loads(example.read_text())
+    output_ids = {str(node["id"]) for node in saved["nodes"] if node["type"] in OUTPUT_NODES}
+    assert output_ids and all(entry["outputs"].get(node_id, {}).get("images") for node_id in output_ids), \
+        f"{example.name}: images missing for output nodes {sorted(output_ids)}: {list(entry['outputs'])}"
+    images = ui.server.images(entry)
+    assert all(image.mode == "RGB" and min(image.size) > 0 for image in images)
+    if sizes:
+        assert {image.size for image in images} <= sizes, f"images {[i.size for i in images]}, sampler shows {sizes}"
+    assert updates, "the sampler reported no progress to the page"
+    # Frames ride on progress updates between the first and last scale; the first sampled scale always gets
+    # one, later ones as the previews' time budget allows.
+    assert 1 <= len(frames) <= len(between), \
+        f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
+    assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
+    assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"
+    overlaps = ui.overlapping_nodes()
+    assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
+
+
+def test_the_preview_changes_on_the_sampler_during_a_1m_run(ui, shots_dir):
+    """The text-to-image template at 1M (long enough for the previews' budget to pay for several frames):
+    the page receives at least two different frames while the sampler runs, and a screenshot shows the
+    sampler after the second one, before the run ends. The run watched is the second at 1M, as a user's
+    next run is: in the first, the one-time set-up of the decoder's kernels for the new sizes falls inside
+    the first frame, and the budget may then pay for no second one."""
+    example = next(path for path in EXAMPLES if path.stem == "Infinity text to image")
+    ui.load_from_template_browser(example)
+    sampler = next(node["id"] for node in ui.graph_summary()["nodes"] if node["type"].startswith(SAMPLER_PREFIX))
+    for run in ("first", "watched"):
+        ui.js("const g = app.rootGraph ?? app.graph; const n = g.getNodeById(Number(arguments[0]));"
+              "n.widgets.find(w => w.name === 'seed').value = arguments[1];"
+              "const pixels = n.widgets.find(w => w.name === 'pixels'); pixels.value = '1M';"
+              "pixels.callback?.(pixels.value);", sampler, next(_seed_counter))   # as a pick in the list does
+        queued = ui.now()
+        result = ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;")
+        assert result is True, result
+        if run == "first":
+            ui.wait_for("return window.__infinityWatch.executions.some(e => e.t >= arguments[0]"
+                        " && e.type === 'execution_success')", f"{ui.label}: the first 1M run did not finish", 300,
+                        queued)
+    shot, shot_time, deadline = None, None, time.monotonic() + 300
+    while not ui.js("return window.__infinityWatch.executions.some(e => e.t >= arguments[0]"
+                    " && e.type !== 'execution_start')", queued):
+        assert time.monotonic() < deadline, f"{ui.label}: the 1M run did not finish"
+        frames = ui.js("return new Set(window.__infinityWatch.frames.filter(f => f.t >= arguments[0])"
+                       ".map(f => f.hash)).size", queued)
+        if shot is None and frames >= 2:
+            shot_time = ui.now()
+            shot = shots_dir / f"{ui.version}_vue-{'on' if ui.vue else 'off'}_1M_second-frame.png"
+            ui.driver.save_screenshot(str(shot))
+        time.sleep(0.05)
+    watch = ui.js("const w = window.__infinityWatch; const t = arguments[0]; return {"
+                  " frames: w.frames.filter(f => f.t >= t).map(f => f.hash),"
+                  " finished: w.executions.find(e => e.t >= t && e.type !== 'execution_start')}", queued)
+    figure(f"previews {ui.label} text to image at 1M: {len(watch['frames'])} frames "
+            f"({len(set(watch['frames']))} distinct); screenshot after the second {shot}")
+    assert watch["finished"]["type"] == "execution_success", watch["finished"]
+    assert len(set(watch["frames"])) >= 2, f"{ui.label}: the preview did not change during a 1M run"
+    assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot after the second frame"
+    assert not ui.popups_since(queued) and not ui.console_errors()
+
+
+def test_workflow_saved_before_the_v3_nodes_loads_with_its_values_and_runs(ui):
+    """A UI workflow saved with the classic (pre-V3) nodes, opened as a file is (app.loadGraphData): every
+    widget keeps its saved value, and it runs. Its nulls (floatingLinks, slot_index...) are the saved file's and
+    make 1.27.10 raise its schema toast; any other toast, a dialog or a console error fails."""
+    saved = json.loads(SAVED_BEFORE_V3.read_text())
+    ui.console_errors()
+    started = ui.now()
+    result = ui.js_async("await app.loadGraphData(args[0]); return true;", saved)
+    assert result is True, result
+    time.sleep(1)
+    graph = ui.graph_summary()
+    loaded = {node["id"]: node for node in graph["nodes"]}
+    shifted = [f"{node['type']} #{node['id']}: saved {node['widgets_values']}, loaded {loaded[str(node['id'])]['values']}"
+               for node in saved["nodes"] if isinstance(node.get("widgets_values"), list)
+               and loaded[str(node["id"])]["values"][:len(node["widgets_values"])] != node["widgets_values"]]
+    assert not shifted, f"{ui.label}: {shifted}"
+    before = set(ui.server.request("/history")[1])
+    queued = ui.now()
+    assert ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;") is True
+    prompt_id = ui.wait_for("return window.__infinityWatch.executions.find(e => e.t >= arguments[0]"
+                            " && e.type === 'execution_start')?.prompt_id", "the queued prompt never started",
+                            60, queued)
+    entry = ui.server.wait(prompt_id)
+    assert prompt_id not in before and entry["status"]["status_str"] == "success", entry["status"]
+    assert [image.size for image in ui.server.images(entry)] == [(256, 256)]
+    popups = [text for text in ui.popups_since(started) if "Invalid workflow against zod schema" not in text]
+    assert not popups, f"{ui.label}: {popups}"
+    assert not ui.console_errors()

@@ -111,19 +111,35 @@ def test_render_is_deterministic_by_seed_and_has_the_right_format():
     assert np.array_equal(image, shapes.render(spec, np.random.default_rng(3)))
 
 
-def test_render_draws_a_lone_square_on_the_token_grid_in_its_cell():
+# (canvas, the lone object's side: 3/8 of the shorter side in whole 16 px tokens)
+LONE_SQUARES = [(shapes.Canvas(256, 256), 96), (shapes.Canvas(512, 512), 192),
+                (shapes.Canvas(192, 336), 64), (shapes.Canvas(336, 224), 80), (shapes.Canvas(384, 672), 144)]
+
+
+@pytest.mark.parametrize("canvas, side", LONE_SQUARES)
+def test_render_draws_a_lone_square_on_the_token_grid_in_its_cell(canvas, side):
     spec = SceneSpec("square", "yellow", "top right", "blue")
-    image = shapes.render(spec, np.random.default_rng(0)).astype(int)
+    image = shapes.render(spec, np.random.default_rng(0), canvas).astype(int)
+    assert image.shape == (canvas.height, canvas.width, 3)
     yellow = np.all(np.abs(image - shapes.PALETTE["yellow"]) < 10, axis=-1)
     rows, cols = np.nonzero(yellow)
-    side = shapes.SINGLE_OBJECT_SIZE
     assert rows.size == side**2                                   # a solid side x side square
     token = 16                                                    # the demo VAE's downsampling
     for first, last in ((rows.min(), rows.max()), (cols.min(), cols.max())):
         assert first % token == 0 and (last + 1) % token == 0 and last + 1 - first == side
-    assert rows.mean() < 256 / 3 and cols.mean() > 2 * 256 / 3
+    assert rows.mean() < canvas.height / 3 and cols.mean() > 2 * canvas.width / 3
     assert np.all(image[0, 0] == shapes.PALETTE["blue"])
     assert np.all(image[-1, -1] == shapes.PALETTE["blue"])
+
+
+def test_a_scene_draws_alike_at_every_size():
+    """The 512 px drawing of a scene, box-filtered to 256 px, is its 256 px drawing (up to anti-aliasing)."""
+    scene = shapes.Scene((shapes.ShapeObject("circle", "red", "top left"),
+                          shapes.ShapeObject("triangle", "green", "bottom right")), "white")
+    small = shapes.render(scene, np.random.default_rng(4), shapes.Canvas(256, 256)).astype(float)
+    large = shapes.render(scene, np.random.default_rng(4), shapes.Canvas(512, 512)).astype(float)
+    pooled = large.reshape(256, 2, 256, 2, 3).mean(axis=(1, 3))
+    assert np.mean(np.abs(pooled - small) > 40) < 0.01
 
 
 def test_dataset_is_deterministic_and_comes_from_the_train_split():
@@ -160,13 +176,14 @@ def test_two_object_probability_bounds():
     assert all(len(only_double.scene(i).objects) == 2 for i in range(100))
 
 
-def test_two_objects_in_neighbouring_cells_are_drawn_smaller_and_apart():
+@pytest.mark.parametrize("canvas", [shapes.Canvas(256, 256), shapes.Canvas(336, 192), shapes.Canvas(512, 512)])
+def test_two_objects_in_neighbouring_cells_are_drawn_smaller_and_apart(canvas):
     scene = shapes.Scene((shapes.ShapeObject("square", "red", "top left"),
                           shapes.ShapeObject("square", "green", "top")), "black")
     for seed in range(5):
-        image = shapes.render(scene, np.random.default_rng(seed)).astype(int)
+        image = shapes.render(scene, np.random.default_rng(seed), canvas).astype(int)
         masks = [np.all(np.abs(image - shapes.PALETTE[color]) < 10, axis=-1) for color in ("red", "green")]
-        smallest, largest = shapes.PAIR_OBJECT_SIZE
+        smallest, largest = canvas.pair_object_sizes
         for mask in masks:
             assert (smallest - 2) ** 2 < mask.sum() <= largest**2
         red_right = np.nonzero(masks[0])[1].max()

@@ -54,13 +54,15 @@ from infinity_core.image_in import encode_image, pad_for_outpaint, paste_outside
 from infinity_core.pipeline import to_uint8  # noqa: E402
 from infinity_core.text import TextCondition  # noqa: E402
 from training.detector import _nearest_palette_index, score  # noqa: E402
-from training.shapes import (CELL_CENTERS, COLORS, GRID_SIZE, IMAGE_SIZE, PALETTE, POSITIONS, SHAPES,  # noqa: E402
-                             SINGLE_OBJECT_SIZE, SceneSpec, caption, heldout_specs, render)
+from training.shapes import (COLORS, PALETTE, SHAPES, SQUARE_256, SceneSpec, caption,  # noqa: E402
+                             heldout_specs, render)
 from training.vae_trainer import images_to_tensor  # noqa: E402
 
 log = logging.getLogger("measure_inpaint")
 
 PIXELS = "0.06M"
+CANVAS = SQUARE_256          # the 0.06M 1:1 image
+IMAGE_SIZE = CANVAS.height
 TOKEN = 16                  # px per token: the mask's margin around the object and the "far" distance
 SEAM_BAND = 2               # px either side of the mask edge
 BATCH = 20
@@ -72,9 +74,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 def object_box(spec: SceneSpec, margin: int) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) px of the object's square box grown by `margin`, inside the image."""
-    row, col = divmod(POSITIONS.index(spec.position), GRID_SIZE)
-    half = SINGLE_OBJECT_SIZE // 2 + margin
-    cy, cx = CELL_CENTERS[row], CELL_CENTERS[col]
+    size = CANVAS.single_object_size
+    half = size // 2 + margin
+    cx, cy = (round(c) for c in CANVAS.cell_center(spec.position, size))
     return max(0, cy - half), max(0, cx - half), min(IMAGE_SIZE, cy + half), min(IMAGE_SIZE, cx + half)
 
 

@@ -1,8 +1,9 @@
 """Procedurally generated, captioned images of simple coloured shapes.
 
-Every image is 256x256 RGB: a plain background colour with one object (or two,
-for training variety) drawn on it. An object is a circle, square or upward
-pointing triangle of a palette colour, placed in one cell of a 3x3 grid.
+An image is RGB, of any size and aspect ratio (a ``Canvas``; 256 x 256 by
+default): a plain background colour with one or two objects drawn on it. An
+object is a circle, square or upward pointing triangle of a palette colour,
+placed in one cell of a 3x3 grid that divides the canvas.
 Captions are plain English, for example::
 
     a red circle at the top left on a blue background
@@ -25,8 +26,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-IMAGE_SIZE = 256
 GRID_SIZE = 3
+TOKEN_PX = 16            # the demo VAE's stride: one transformer token covers 16 x 16 px
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 
@@ -63,20 +64,56 @@ POSITION_PHRASES: dict[str, str] = {
     "bottom right": "at the bottom right",
 }
 
-# A lone object is drawn large, 96 px (6 tokens of the 16x16 latent, 3 of the 8x8 scale), so that its
-# shape is already decided at the 8x8 and 12x12 scales, which the transformer predicts far better than the
-# 16x16 one; smaller objects come out as blobs. It sits on the 16 px token grid (centres 64 / 128 / 192,
-# no jitter): a square's edges then fall on token boundaries, so none of its last-scale tokens is part
-# object, part background (such tokens round a square's corners). training/README.md has the measurements.
-# Two objects in neighbouring cells are drawn smaller, so that they never overlap. Objects never leave
-# the image.
-CELL_CENTERS: tuple[int, ...] = (64, 128, 192)
-SINGLE_OBJECT_SIZE = 96                               # side in px
-PAIR_OBJECT_SIZE: tuple[float, float] = (56, 60)      # (min, max) side in px, drawn per object
+# Geometry, as shares of the canvas, so that one scene draws alike at every size and aspect ratio.
+# Cell centres sit at 1/4, 1/2 and 3/4 of each side. A lone object is 3/8 of the shorter side (96 px at
+# 256 x 256: 6 tokens of the 16x16 latent, 3 of the 8x8 scale), so its shape is already decided at the
+# 8x8 and 12x12 scales, which the transformer predicts far better than the finest one; smaller objects
+# come out as blobs. It is snapped to the 16 px token grid (side and edges), so a square's edges fall on
+# token boundaries and none of its last-scale tokens is part object, part background.
+# Two objects are drawn smaller, at most 0.235 of the shorter side, below the 1/4 between cell centres,
+# so that they never overlap. Objects never leave the image. training/README.md has the measurements.
+CELL_CENTER_SHARES: tuple[float, ...] = (0.25, 0.5, 0.75)
+SINGLE_OBJECT_SHARE = 0.375
+PAIR_OBJECT_SHARES: tuple[float, float] = (0.219, 0.235)   # (min, max) side over the shorter canvas side
 
 # Objects are drawn at this multiple of the output size and box-filtered down,
 # which gives smooth, anti-aliased edges.
 SUPERSAMPLING = 4
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The pixel size of a drawn scene and where its grid cells and objects go."""
+
+    height: int
+    width: int
+
+    @property
+    def short_side(self) -> int:
+        return min(self.height, self.width)
+
+    @property
+    def single_object_size(self) -> int:
+        """Side of a lone object in px: 3/8 of the shorter side, rounded to whole tokens."""
+        return TOKEN_PX * max(1, round(SINGLE_OBJECT_SHARE * self.short_side / TOKEN_PX))
+
+    @property
+    def pair_object_sizes(self) -> tuple[float, float]:
+        """(min, max) side in px of each object of a two-object scene."""
+        return tuple(share * self.short_side for share in PAIR_OBJECT_SHARES)
+
+    def cell_center(self, position: str, object_size: float | None = None) -> tuple[float, float]:
+        """(x, y) of a cell's centre; with a lone object's `object_size`, moved by under half a token so that
+        the object's edges fall on the token grid."""
+        row, col = divmod(POSITIONS.index(position), GRID_SIZE)
+        x, y = CELL_CENTER_SHARES[col] * self.width, CELL_CENTER_SHARES[row] * self.height
+        if object_size is None:
+            return x, y
+        half = object_size / 2
+        return (TOKEN_PX * round((x - half) / TOKEN_PX) + half, TOKEN_PX * round((y - half) / TOKEN_PX) + half)
+
+
+SQUARE_256 = Canvas(256, 256)   # the 0.06M 1:1 image, the size of the held-out evaluation's default
 
 # Number of single-object combinations held out from training.
 HELDOUT_COUNT = 240
@@ -177,11 +214,6 @@ def vocabulary() -> tuple[str, ...]:
 # --------------------------------------------------------------- rendering
 
 
-def _cell_center(position: str) -> tuple[int, int]:
-    row, col = divmod(POSITIONS.index(position), GRID_SIZE)
-    return CELL_CENTERS[col], CELL_CENTERS[row]
-
-
 def _shape_outline(shape: str, cx: float, cy: float, size: float) -> list[tuple[float, float]]:
     """Corner points of the shape's bounding box (circle, square) or its vertices (triangle)."""
     half = size / 2
@@ -191,11 +223,10 @@ def _shape_outline(shape: str, cx: float, cy: float, size: float) -> list[tuple[
     return [(left, top), (right, bottom)]
 
 
-def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, size: float) -> None:
-    cx, cy = _cell_center(obj.position)
+def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, center: tuple[float, float], size: float) -> None:
     points = [
         (x * SUPERSAMPLING, y * SUPERSAMPLING)
-        for x, y in _shape_outline(obj.shape, cx, cy, size)
+        for x, y in _shape_outline(obj.shape, *center, size)
     ]
     fill = PALETTE[obj.color]
     if obj.shape == "circle":
@@ -206,21 +237,26 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: ShapeObject, size: float) -> No
         draw.polygon(points, fill=fill)
 
 
-def render(scene: SceneSpec | Scene, rng: np.random.Generator) -> np.ndarray:
-    """Draw a scene as a uint8 array of shape [IMAGE_SIZE, IMAGE_SIZE, 3].
+def render(scene: SceneSpec | Scene, rng: np.random.Generator, canvas: Canvas = SQUARE_256) -> np.ndarray:
+    """Draw a scene as a uint8 array of shape [canvas.height, canvas.width, 3].
 
     ``rng`` draws the size of each object of a two-object scene, so the same
     spec renders identically for identically seeded generators; a lone object
-    is always ``SINGLE_OBJECT_SIZE`` px, centred on the 16 px token grid.
+    is always ``canvas.single_object_size`` px, its edges on the 16 px token grid.
     """
     scene = _as_scene(scene)
-    canvas_size = IMAGE_SIZE * SUPERSAMPLING
-    canvas = Image.new("RGB", (canvas_size, canvas_size), PALETTE[scene.background])
-    draw = ImageDraw.Draw(canvas)
+    canvas_image = Image.new("RGB", (canvas.width * SUPERSAMPLING, canvas.height * SUPERSAMPLING),
+                             PALETTE[scene.background])
+    draw = ImageDraw.Draw(canvas_image)
     for obj in scene.objects:
-        size = SINGLE_OBJECT_SIZE if len(scene.objects) == 1 else rng.uniform(*PAIR_OBJECT_SIZE)
-        _draw_object(draw, obj, size)
-    image = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
+        if len(scene.objects) == 1:
+            size = canvas.single_object_size
+            center = canvas.cell_center(obj.position, size)
+        else:
+            size = rng.uniform(*canvas.pair_object_sizes)
+            center = canvas.cell_center(obj.position)
+        _draw_object(draw, obj, center, size)
+    image = canvas_image.resize((canvas.width, canvas.height), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8).copy()
 
 
@@ -315,16 +351,19 @@ class ShapesDataset:
 
     Item ``index`` is drawn from a generator seeded with ``(seed, index)``, so
     it can be fetched in any order (as a map-style dataset, e.g. from several
-    data-loader workers) and is the same on every run. Images are uint8 arrays
-    of shape [IMAGE_SIZE, IMAGE_SIZE, 3].
+    data-loader workers) and is the same on every run, at any canvas: item
+    ``index`` shows the same scene at every size. Images are uint8 arrays of
+    shape [canvas.height, canvas.width, 3].
     """
 
-    def __init__(self, seed: int, length: int = 10_000, two_object_probability: float = 0.0):
+    def __init__(self, seed: int, length: int = 10_000, two_object_probability: float = 0.0,
+                 canvas: Canvas = SQUARE_256):
         if not 0.0 <= two_object_probability <= 1.0:
             raise ValueError("two_object_probability must lie in [0, 1]")
         self.seed = seed
         self.length = length
         self.two_object_probability = two_object_probability
+        self.canvas = canvas
 
     def __len__(self) -> int:
         return self.length
@@ -338,7 +377,7 @@ class ShapesDataset:
         if not 0 <= index < self.length:
             raise IndexError(index)
         scene, rng = self._scene_and_rng(index)
-        return render(scene, rng), caption(scene)
+        return render(scene, rng, self.canvas), caption(scene)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
         for index in range(self.length):

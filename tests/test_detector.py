@@ -99,3 +99,37 @@ def test_other_image_sizes_and_pil_input():
     small = Image.fromarray(image).resize((128, 128), Image.Resampling.BILINEAR)
     found = detector.detect(small)
     assert (found.shape, found.color, found.position, found.background) == ("triangle", "orange", "bottom right", "blue")
+
+
+CANVASES = [shapes.Canvas(256, 256), shapes.Canvas(192, 336), shapes.Canvas(336, 224), shapes.Canvas(512, 512)]
+
+
+@pytest.mark.parametrize("canvas", CANVASES)
+def test_clean_renders_at_every_aspect_are_recognised(canvas):
+    rng = np.random.default_rng(5)
+    specs = shapes.heldout_specs(60)
+    correct = sum(detector.score(shapes.render(spec, rng, canvas), spec).all_correct for spec in specs)
+    assert correct == len(specs)
+
+
+def _pair(first: SceneSpec, second_position: str, second_color: str) -> shapes.Scene:
+    return shapes.Scene((shapes.ShapeObject(first.shape, first.color, first.position),
+                         shapes.ShapeObject("triangle", second_color, second_position)), first.background)
+
+
+@pytest.mark.parametrize("canvas", CANVASES)
+def test_pairs_are_found_in_their_cells_and_missing_ones_are_not(canvas):
+    rng = np.random.default_rng(6)
+    for spec in shapes.heldout_specs(30):
+        position = next(p for p in shapes.POSITIONS if p != spec.position)
+        color = next(c for c in shapes.COLORS if c not in (spec.color, spec.background))
+        scene = _pair(spec, position, color)
+        image = shapes.render(scene, rng, canvas)
+        assert detector.score_pair(image, scene).all_correct
+        # a lone object drawn alone: the partner the prompt asks for is missing
+        alone = shapes.render(shapes.Scene(scene.objects[:1], scene.background), rng, canvas)
+        assert detector.score_pair(alone, scene).found == (True, False)
+        # the partner drawn in another cell is not found in its own
+        moved = next(p for p in shapes.POSITIONS if p not in (spec.position, position))
+        wrong = shapes.Scene((scene.objects[0], shapes.ShapeObject("triangle", color, moved)), scene.background)
+        assert detector.score_pair(shapes.render(wrong, rng, canvas), scene).found == (True, False)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from training.shapes import COLORS, GRID_SIZE, PALETTE, POSITIONS, SceneSpec
+from training.shapes import COLORS, GRID_SIZE, PALETTE, POSITIONS, PAIR_OBJECT_SHARES, Scene, SceneSpec
 
 _PALETTE_RGB = np.array([PALETTE[name] for name in COLORS], dtype=np.float32)
 _PALETTE_SQUARED_NORMS = (_PALETTE_RGB**2).sum(axis=1)
@@ -37,6 +37,9 @@ TRIANGLE_MAX_FILL = 0.64
 CIRCLE_MAX_FILL = 0.89
 # Upper-half share boundary, between upward triangle (0.25) and symmetric shapes (0.5).
 TRIANGLE_MAX_TOP_SHARE = 0.4
+# An object of a two-object scene is found in its cell when at least this share of the smallest drawn
+# object's bounding square there has the object's colour: half of what a drawn triangle (fill 0.5) covers.
+PAIR_MIN_COVER = 0.25
 
 
 @dataclass(frozen=True)
@@ -212,3 +215,35 @@ def score(image: Image.Image | np.ndarray, spec: SceneSpec) -> AdherenceScore:
         position_correct=detection.position == spec.position,
         background_correct=detection.background == spec.background,
     )
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """Whether each object of a two-object scene shows in its own cell, in its colour."""
+
+    found: tuple[bool, ...]
+    background_correct: bool
+
+    @property
+    def all_correct(self) -> bool:
+        return all(self.found) and self.background_correct
+
+
+def _cell(pixels: np.ndarray, position: str) -> np.ndarray:
+    """The pixels of one cell of the 3x3 grid that divides the image."""
+    height, width, _ = pixels.shape
+    row, col = divmod(POSITIONS.index(position), GRID_SIZE)
+    return pixels[row * height // GRID_SIZE:(row + 1) * height // GRID_SIZE,
+                  col * width // GRID_SIZE:(col + 1) * width // GRID_SIZE]
+
+
+def score_pair(image: Image.Image | np.ndarray, scene: Scene) -> PairScore:
+    """Each object of ``scene`` is found when its cell holds enough pixels nearest to its colour."""
+    pixels = _as_float_rgb(image)
+    smallest_side = PAIR_OBJECT_SHARES[0] * min(pixels.shape[:2])
+    needed = PAIR_MIN_COVER * smallest_side**2
+    found = tuple(
+        int(np.count_nonzero(_open_mask(_nearest_palette_index(_cell(pixels, obj.position))
+                                        == COLORS.index(obj.color)))) >= needed
+        for obj in scene.objects)
+    return PairScore(found, COLORS[_detect_background(pixels)] == scene.background)

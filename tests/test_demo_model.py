@@ -20,6 +20,7 @@ from infinity_core.loading import load_transformer, load_vae
 from infinity_core.pipeline import InfinityPipeline
 from infinity_core.schedules import get_schedule
 from infinity_core.text_encoder import load_text_encoder
+from infinity_core.trained_sizes import TrainedSizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
 from training.self_correction import flip_requant
@@ -98,7 +99,7 @@ def test_transformer_training_reduces_the_loss_on_a_tiny_batch():
                                        text_channels=32, text_maxlen=32, pool_heads=1, block_chunks=1),
         text=TextModelConfig(d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64),
         steps=12, batch_size=4, pool_images=4, warmup_steps=1, learning_rate=3e-3, max_flip=0.0,
-        cond_drop_rate=0.0, scale_cycle=(7,))
+        cond_drop_rate=0.0, scale_cycle=(7,), sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
     result = train_transformer(tiny, vae, seed=0)
     losses = result.losses.total
     assert len(losses) == tiny.steps

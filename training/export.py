@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from infinity_core.trained_sizes import TrainedSizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 from infinity_core.weights import internal_to_official_transformer, internal_to_official_vae, model_defaults_metadata
@@ -46,16 +47,17 @@ def _contiguous(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_demo_model(paths: DemoPaths, transformer: InfinityTransformer, vae: BitwiseVAE, text_model,
-                    record: dict) -> None:
+                    sizes: TrainedSizes, record: dict) -> None:
     """Save the three components in the official layouts, plus a JSON record of how they were made.
 
-    The transformer file carries its sampling defaults (the pixel budget it was trained at) in its metadata,
-    where `infinity_core.weights.model_defaults` finds them whatever the file is called."""
+    The transformer file carries its sampling defaults (its default pixel budget) and the sizes it was trained
+    at in its metadata, where `infinity_core.weights.model_defaults` and `infinity_core.trained_sizes` find
+    them whatever the file is called."""
     paths.transformer.parent.mkdir(parents=True, exist_ok=True)
     official = internal_to_official_transformer(transformer.state_dict(), transformer.config.block_chunks)
     defaults = model_defaults_metadata(pixels=record["transformer_config"]["pixels"])
     save_file(_contiguous(official), str(paths.transformer),
-              metadata={"format": "pt", "model": "infinity_demo_shapes", **defaults})
+              metadata={"format": "pt", "model": "infinity_demo_shapes", **defaults, **sizes.to_metadata()})
     vae_state = {k: v.contiguous() for k, v in vae.state_dict().items()}   # channels-last convs -> plain layout
     save_file(_contiguous(internal_to_official_vae(vae_state, vae.config.codebook_dim)), str(paths.vae),
               metadata={"format": "pt", "model": "infinity_demo_shapes_vae"})

@@ -11,15 +11,18 @@ Follows FoundationVision/Infinity `trainer.py:InfinityTrainer.train_step` and `i
   `object_weight` times more (a lone object covers 11-14 % of an image; as in the VAE's foreground weighting);
 * AdamW with gradient clipping (`tclip=2`); weights initialised as `init_weights` + `special_init`.
 
-To fit a CPU budget, most steps train only the first scales (upstream's `always_training_scales`
-truncation): step k trains the first `scale_cycle[k % len(scale_cycle)]` scales. Where the object is
+Trained progressively over sizes and aspect ratios, as Infinity is: step k draws its batch from the
+pool of aspect `sizes.aspects[k % len]` and trains `scale_cycle[k % len(scale_cycle)]`: a number of
+scales of the 0.06M schedule, or the whole 0.25M pyramid (`FULL_0_25M`), whose first seven grids are the
+0.06M ones. To fit a CPU budget, most steps train only the first scales (upstream's
+`always_training_scales` truncation). Where the object is
 and which colour it has are decided at the 2x2 and 4x4 scales, whose tokens start out identical and must
 tell themselves apart through RoPE alone; the model learns that from the captions only after ~1500-2000
 steps, so the cycle spends 4/11 of the steps on those cheap short prefixes (21 and 57
 tokens), 3/11 on the first five scales (up to 8x8, where a lone object's shape is mostly decided: 121
 tokens), 3/11 on the first six (up to 12x12: 265 tokens) and 1/11 on the whole pyramid (see
 training/README.md for why).
-The encoder features of a fixed pool of training images are computed once, with the frozen VAE.
+The encoder features of a fixed pool of training images per size are computed once, with the frozen VAE.
 
 Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width, Ct5 text channels.
 """
@@ -37,14 +40,16 @@ from torch import nn
 from infinity_core.config import TransformerConfig
 from infinity_core.schedules import Schedule, get_schedule
 from infinity_core.text import TextCondition
+from infinity_core.trained_sizes import TrainedSizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 
+from .checkpoints import Checkpoints
 from .schedule import LossLog, warmup_cosine
 from .self_correction import flip_requant
-from .shapes import ShapesDataset
+from .shapes import Canvas, ShapesDataset
 from .text_model import CaptionTokenizer, TextModelConfig, build_text_model, caption_features
-from .vae_trainer import foreground_weights, images_to_tensor
+from .vae_trainer import DEMO_SIZES, foreground_weights, images_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +59,17 @@ DEMO_TRANSFORMER = TransformerConfig(depth=4, width=128, num_heads=4, ffn_hidden
                                      block_chunks=2)
 
 
+FULL_0_25M = 0   # a `scale_cycle` entry: the whole 0.25M pyramid (10 scales) from the 0.25M pool
+
+
 @dataclass(frozen=True)
 class TransformerTrainConfig:
     architecture: TransformerConfig = DEMO_TRANSFORMER
     text: TextModelConfig = DEMO_TEXT
-    steps: int = 4400
+    sizes: TrainedSizes = DEMO_SIZES
+    steps: int = 6000
     batch_size: int = 16
+    batch_size_0_25m: int = 4            # the 0.25M pyramid has 5x the tokens of the 0.06M one
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 30
@@ -67,10 +77,14 @@ class TransformerTrainConfig:
     cond_drop_rate: float = 0.1          # text dropout for classifier-free guidance
     max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
     object_weight: float = 5.0           # loss weight of object pixels' tokens (objects cover 11-14 %)
-    pool_images: int = 2000              # training images whose encoder features are computed once
+    two_object_probability: float = 0.3
+    pool_images: int = 300               # training images per aspect whose 0.06M encoder features are computed once
+    pool_images_0_25m: int = 60          # likewise at 0.25M
     pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
-    scale_cycle: tuple[int, ...] = (3, 4, 5, 6, 5, 6, 3, 4, 5, 6, 7)   # step k trains scale_cycle[k % len] scales
-    pixels: str = "0.06M"
+    # step k trains scale_cycle[k % len] scales of the 0.06M schedule, or the whole 0.25M pyramid
+    scale_cycle: tuple[int, ...] = (3, 4, 5, 6, 5, 6, 3, 4, 5, 6, 7, FULL_0_25M)
+    pixels: str = "0.06M"                # the model's default pixel budget (carried in its file)
+    checkpoint_every: int = 500
 
 
 @dataclass
@@ -120,20 +134,34 @@ class FeaturePool:
     captions: tuple[str, ...]
 
 
-def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float,
-                batch_size: int = 16) -> FeaturePool:
-    """Encode `count` training images; pixels of objects weigh `object_weight`, background pixels 1."""
-    dataset = ShapesDataset(seed, length=offset + count)
+def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float, canvas: Canvas,
+                two_object_probability: float, batch_size: int = 16) -> FeaturePool:
+    """Encode `count` training images drawn on `canvas`; pixels of objects weigh `object_weight`, background 1."""
+    dataset = ShapesDataset(seed, length=offset + count, two_object_probability=two_object_probability,
+                            canvas=canvas)
     features, pixel_weights, captions = [], [], []
     with torch.inference_mode():
         for first in range(offset, offset + count, batch_size):
             items = [dataset[i] for i in range(first, min(first + batch_size, offset + count))]
-            images = images_to_tensor([image for image, _ in items])                     # [b, 3, S, S]
-            features.append(vae.encoder(images).float().contiguous())                     # [b, d, H, W]
+            images = images_to_tensor([image for image, _ in items])                     # [b, 3, H, W]
+            features.append(vae.encoder(images).float().contiguous())                     # [b, d, h, w]
             pixel_weights.append(F.avg_pool2d(foreground_weights(images, object_weight),
-                                              vae.config.downsample))                     # [b, 1, H, W]
+                                              vae.config.downsample))                     # [b, 1, h, w]
             captions.extend(caption for _, caption in items)
     return FeaturePool(torch.cat(features), torch.cat(pixel_weights).contiguous(), tuple(captions))
+
+
+def encode_pools(vae: BitwiseVAE, seed: int, config: TransformerTrainConfig) -> dict[tuple[float, str], FeaturePool]:
+    """A pool per trained (aspect, pixel budget), each from its own images (every pool starts `offset` apart)."""
+    pools = {}
+    for pixels in config.sizes.pixels:
+        count = config.pool_images_0_25m if pixels == "0.25M" else config.pool_images
+        for aspect in config.sizes.aspects:
+            height, width = get_schedule(aspect, pixels).image_size
+            offset = config.pool_offset * (1 + len(pools))
+            pools[aspect, pixels] = encode_pool(vae, seed, count, offset, config.object_weight,
+                                                Canvas(height, width), config.two_object_probability)
+    return pools
 
 
 # --- loss ---------------------------------------------------------------------------------------------
@@ -171,13 +199,24 @@ def text_with_dropout(model: InfinityTransformer, features: list[torch.Tensor], 
 
 
 # --- training -----------------------------------------------------------------------------------------
-def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int) -> TransformerTrainResult:
-    """Train a fresh transformer and T5 against the frozen `vae`, deterministically by `seed`."""
+def step_plan(config: TransformerTrainConfig, step: int) -> tuple[float, str, int, int]:
+    """(aspect, pixel budget, number of scales, batch size) of training step `step`."""
+    aspect = config.sizes.aspects[step % len(config.sizes.aspects)]
+    num_scales = config.scale_cycle[step % len(config.scale_cycle)]
+    if num_scales == FULL_0_25M:
+        return aspect, "0.25M", get_schedule(aspect, "0.25M").num_scales, config.batch_size_0_25m
+    return aspect, "0.06M", num_scales, config.batch_size
+
+
+def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int,
+                      checkpoints: Checkpoints | None = None) -> TransformerTrainResult:
+    """Train a fresh transformer and T5 against the frozen `vae`, deterministically by `seed`; with
+    `checkpoints`, resume from the last one saved and save one every `config.checkpoint_every` steps."""
     torch.manual_seed(seed)
     started = time.perf_counter()
-    pool = encode_pool(vae, seed, config.pool_images, config.pool_offset, config.object_weight)
+    pools = encode_pools(vae, seed, config)
     encode_seconds = time.perf_counter() - started
-    log.info("encoded %d training images in %.0f s", len(pool.captions), encode_seconds)
+    log.info("encoded %d training images in %.0f s", sum(len(p.captions) for p in pools.values()), encode_seconds)
 
     transformer = InfinityTransformer(config.architecture)
     init_transformer(transformer)
@@ -185,27 +224,28 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     transformer.train()
     text_model.train()
     tokenize = CaptionTokenizer()
-    caption_ids = tokenize(pool.captions)
+    caption_ids = {size: tokenize(pool.captions) for size, pool in pools.items()}
     parameters = list(transformer.parameters()) + list(text_model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.9, 0.97),
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    full = get_schedule(1.0, config.pixels)
-    schedules = {n: truncated(full, n) for n in set(config.scale_cycle)}
     result = TransformerTrainResult(transformer, text_model, encode_seconds=encode_seconds)
+    modules = {"transformer": transformer, "text_model": text_model}
+    first_step = checkpoints.resume("transformer", modules, optimizer, generator, result.losses) if checkpoints else 0
     train_started = time.perf_counter()
-    for step in range(config.steps):
+    for step in range(first_step, config.steps):
         lr = warmup_cosine(step, config.steps, config.warmup_steps, config.learning_rate)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        num_scales = config.scale_cycle[step % len(config.scale_cycle)]
-        schedule = schedules[num_scales]
-        batch = torch.randint(0, len(pool.captions), (config.batch_size,), generator=generator).tolist()
+        aspect, pixels, num_scales, batch_size = step_plan(config, step)
+        pool, full = pools[aspect, pixels], get_schedule(aspect, pixels)
+        schedule = truncated(full, num_scales)
+        batch = torch.randint(0, len(pool.captions), (batch_size,), generator=generator).tolist()
         forcing = flip_requant(pool.raw_features[batch], full.grids, max_flip=config.max_flip,
                                noise_scales=full.num_scales, generator=generator)
         num_tokens = schedule.num_tokens
-        text = text_with_dropout(transformer, caption_features(text_model, [caption_ids[i] for i in batch]),
-                                 config.cond_drop_rate, generator)
+        captions = [caption_ids[aspect, pixels][i] for i in batch]
+        text = text_with_dropout(transformer, caption_features(text_model, captions), config.cond_drop_rate, generator)
         logits = transformer.forward_teacher(text, forcing.next_inputs[:, :num_tokens - 1], schedule)   # [B, L, 2d]
         labels = forcing.labels[:, :num_tokens]                                                          # [B, L, d]
         loss = bit_loss(logits, labels, token_weights(pool.pixel_weights[batch], schedule))
@@ -215,14 +255,16 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
         optimizer.step()
         with torch.no_grad():
             correct = logits.view(*labels.shape, 2).argmax(-1).eq(labels).float()     # [B, L, d]
-            first_scales = schedule.token_offset(3)                                   # 1x1, 2x2, 4x4
+            first_scales = schedule.token_offset(3)                                   # the first three scales
             parts = {"bit_accuracy": correct.mean().item(), "layout_accuracy": correct[:, :first_scales].mean().item()}
         if num_scales == full.num_scales:
-            result.losses.append(step, loss.item(), **parts)
+            result.losses.append(step, loss.item(), pixels=float(pixels == "0.25M"), **parts)
         if step % 20 == 0 or step == config.steps - 1:
-            log.info("transformer step %d/%d (%d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s", step,
-                     config.steps, num_scales, loss.item(), parts["bit_accuracy"], parts["layout_accuracy"], lr,
-                     time.perf_counter() - train_started)
+            log.info("transformer step %d/%d (%s %s, %d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s",
+                     step, config.steps, pixels, f"h/w {aspect:g}", num_scales, loss.item(), parts["bit_accuracy"],
+                     parts["layout_accuracy"], lr, time.perf_counter() - train_started)
+        if checkpoints and (step + 1) % config.checkpoint_every == 0:
+            checkpoints.save("transformer", step + 1, modules, optimizer, generator, result.losses)
     transformer.eval()
     text_model.eval()
     result.train_seconds = time.perf_counter() - train_started

@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from infinity_core.config import VAEConfig
-from infinity_core.schedules import get_schedule
+from infinity_core.schedules import PIXELS_PER_TOKEN, get_schedule
+from infinity_core.trained_sizes import TrainedSizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.vae.bsq import downsample_residual, upsample_codes
 
-from .shapes import ShapesDataset
+from .checkpoints import Checkpoints
+from .shapes import Canvas, ShapesDataset
 from .schedule import LossLog, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -37,36 +39,48 @@ DEMO_VAE = VAEConfig(codebook_dim=16, base_channels=48, channel_mult=(1, 1, 1, 1
 
 @dataclass(frozen=True)
 class VAEPhase:
-    """A run of steps on whole images box-downsampled by `downscale` (1 = the real 256 px)."""
+    """A run of steps on whole scenes drawn at the size of one scale of a schedule: the image of grid
+    `scale` (an index into the schedule's grids; -1 = the final image) of the `pixels` schedule, at each
+    trained aspect ratio in turn."""
 
-    downscale: int
+    pixels: str
+    scale: int
     steps: int
     batch_size: int
 
 
-# Coarse to fine: colours and layout are learnt on 64 px images (16x cheaper per image), then the
-# geometry is adapted at 128 and 256 px.
-DEMO_PHASES = (VAEPhase(downscale=4, steps=1500, batch_size=8),
-               VAEPhase(downscale=2, steps=600, batch_size=4),
-               VAEPhase(downscale=1, steps=600, batch_size=2))
+# Coarse to fine: colours and layout are learnt on small images (the 4th grid of the 0.06M schedules,
+# 96 px for 1:1, about 12x cheaper per image than 256 px), then the geometry is adapted at the 6th grid
+# (192 px), the 0.06M images (256 px) and the 0.25M images (512 px).
+DEMO_PHASES = (VAEPhase("0.06M", scale=3, steps=1400, batch_size=8),
+               VAEPhase("0.06M", scale=5, steps=500, batch_size=4),
+               VAEPhase("0.06M", scale=-1, steps=500, batch_size=2),
+               VAEPhase("0.25M", scale=-1, steps=300, batch_size=1))
+
+# The demo's trained sizes: the official 0.06M and 0.25M budgets at 1:1 and six aspect templates (h/w keys):
+# 4:3 and 3:4, 3:2 and 2:3, and the 16:9-like 7:4 and 4:7.
+DEMO_SIZES = TrainedSizes(pixels=("0.06M", "0.25M"), aspects=(1.0, 0.75, 1.333, 0.666, 1.5, 0.571, 1.75))
 
 
 @dataclass(frozen=True)
 class VAETrainConfig:
     architecture: VAEConfig = DEMO_VAE
     phases: tuple[VAEPhase, ...] = DEMO_PHASES
+    sizes: TrainedSizes = DEMO_SIZES   # step k of a phase draws its scenes at aspect sizes.aspects[k % len]
     learning_rate: float = 2e-3
-    final_learning_rate_ratio: float = 0.2   # the cosine ends at this share of the peak (the 256 px phase still learns)
+    final_learning_rate_ratio: float = 0.2   # the cosine ends at this share of the peak (the last phases still learn)
     warmup_steps: int = 50
     commitment_weight: float = 0.25    # beta of the VQ/BSQ commitment loss
     foreground_weight: float = 5.0     # reconstruction weight of pixels unlike the background (objects cover 11-14 %)
-    # Bits flipped while quantizing, only on scales at least `flip_min_side` tokens wide (the finest one,
-    # 16x16): the transformer predicts those bits worst, near chance at object edges, so the decoder learns
-    # not to rely on them and draws edges from the 12x12 and coarser codes, which it gets clean.
-    max_code_flip: float = 0.5         # share p ~ U[0, max_code_flip] of a flipped scale's bits
-    flip_min_side: int = 16
-    pixels: str = "0.06M"              # the scale schedule quantized at 256 px (16x16 latents)
+    # Bits flipped while quantizing, only on the scales from `flip_from_scale` on (the 0.06M schedules' last
+    # grid and every finer one): the transformer predicts those bits worst, near chance at object edges, so
+    # the decoder learns not to rely on them and draws edges from the coarser codes, which it gets clean.
+    # At most 30 %: flipping up to 50 % left a blurred, colour-mixed fringe around objects.
+    max_code_flip: float = 0.3         # share p ~ U[0, max_code_flip] of a flipped scale's bits
+    flip_from_scale: int = 6
+    two_object_probability: float = 0.3
     data_offset: int = 0               # first ShapesDataset index used (keeps VAE and transformer images apart)
+    checkpoint_every: int = 500
 
     @property
     def total_steps(self) -> int:
@@ -140,7 +154,7 @@ def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETr
                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
     """Foreground-weighted reconstruction through the quantizer, plus commitment; images [B, 3, S, S] in [-1, 1]."""
     features = vae.encoder(images)                                     # [B, d, H, W]
-    max_flips = tuple(config.max_code_flip if min(grid) >= config.flip_min_side else 0.0 for grid in grids)
+    max_flips = tuple(config.max_code_flip if index >= config.flip_from_scale else 0.0 for index in range(len(grids)))
     summed = multiscale_quantize(features, grids, max_flips, generator)   # [B, d, H, W]
     error = vae.decoder(summed) - images                               # [B, 3, S, S]
     weights = foreground_weights(images, config.foreground_weight)     # [B, 1, S, S]
@@ -151,27 +165,35 @@ def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETr
     return total, {"l1": l1.item(), "mse": mse.item(), "commitment": commitment.item()}
 
 
-def training_batches(config: VAETrainConfig, seed: int):
-    """(images [B, 3, S, S], scale grids) per step, phase after phase.
-
-    Downscaled images are whole scenes box-filtered (not crops), so the GroupNorm statistics of a batch
-    stay those of whole images; their latent grid is (16 / downscale)^2, quantized with the scales of
-    the 0.06M schedule that fit in it."""
-    full_grids = get_schedule(1.0, config.pixels).grids
-    dataset = ShapesDataset(seed, length=config.data_offset + sum(p.steps * p.batch_size for p in config.phases))
-    index = config.data_offset
+def phase_batch(config: VAETrainConfig, seed: int, step: int) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
+    """(images [B, 3, H, W], the grids to quantize) of training step `step`, computed from the step alone (so a
+    resumed run continues with the same data): whole scenes drawn at the phase's size for the step's aspect,
+    quantized with the schedule's grids up to that size."""
+    first_step, index = 0, config.data_offset
     for phase in config.phases:
-        grids = tuple(g for g in full_grids if max(g) <= full_grids[-1][0] // phase.downscale)
-        for _ in range(phase.steps):
-            images = images_to_tensor([dataset[i][0] for i in range(index, index + phase.batch_size)])
-            index += phase.batch_size
-            if phase.downscale > 1:
-                images = F.avg_pool2d(images, phase.downscale).contiguous(memory_format=torch.channels_last)
-            yield images, grids
+        if step < first_step + phase.steps:
+            break
+        first_step += phase.steps
+        index += phase.steps * phase.batch_size
+    else:
+        raise IndexError(f"step {step} is past the {config.total_steps} steps of the phases")
+    in_phase = step - first_step
+    aspect = config.sizes.aspects[in_phase % len(config.sizes.aspects)]
+    schedule = get_schedule(aspect, phase.pixels)
+    last = phase.scale % schedule.num_scales
+    grids = schedule.grids[:last + 1]
+    height, width = grids[-1]
+    canvas = Canvas(height * PIXELS_PER_TOKEN, width * PIXELS_PER_TOKEN)
+    dataset = ShapesDataset(seed, length=index + (in_phase + 1) * phase.batch_size,
+                            two_object_probability=config.two_object_probability, canvas=canvas)
+    first = index + in_phase * phase.batch_size
+    images = images_to_tensor([dataset[i][0] for i in range(first, first + phase.batch_size)])
+    return images, grids
 
 
-def train_vae(config: VAETrainConfig, seed: int) -> VAETrainResult:
-    """Train a fresh BitwiseVAE on the train split, deterministically by `seed`."""
+def train_vae(config: VAETrainConfig, seed: int, checkpoints: Checkpoints | None = None) -> VAETrainResult:
+    """Train a fresh BitwiseVAE on the train split, deterministically by `seed`; with `checkpoints`, resume
+    from the last one saved and save one every `config.checkpoint_every` steps."""
     torch.manual_seed(seed)
     started = time.perf_counter()
     vae = BitwiseVAE(config.architecture).to(memory_format=torch.channels_last)
@@ -180,7 +202,9 @@ def train_vae(config: VAETrainConfig, seed: int) -> VAETrainResult:
     optimizer = torch.optim.Adam(vae.parameters(), lr=config.learning_rate, betas=(0.9, 0.99))
     generator = torch.Generator().manual_seed(seed)
     result = VAETrainResult(vae)
-    for step, (images, grids) in enumerate(training_batches(config, seed)):
+    first_step = checkpoints.resume("vae", vae, optimizer, generator, result.losses) if checkpoints else 0
+    for step in range(first_step, total_steps):
+        images, grids = phase_batch(config, seed, step)
         lr = warmup_cosine(step, total_steps, config.warmup_steps, config.learning_rate,
                           config.final_learning_rate_ratio)
         for group in optimizer.param_groups:
@@ -192,8 +216,11 @@ def train_vae(config: VAETrainConfig, seed: int) -> VAETrainResult:
         optimizer.step()
         result.losses.append(step, loss.item(), **parts)
         if step % 100 == 0 or step == total_steps - 1:
-            log.info("vae step %d/%d loss %.4f (l1 %.4f mse %.4f commit %.4f) lr %.2e %.0f s", step, total_steps,
-                     loss.item(), parts["l1"], parts["mse"], parts["commitment"], lr, time.perf_counter() - started)
+            log.info("vae step %d/%d %s loss %.4f (l1 %.4f mse %.4f commit %.4f) lr %.2e %.0f s", step, total_steps,
+                     tuple(images.shape[-2:]), loss.item(), parts["l1"], parts["mse"], parts["commitment"], lr,
+                     time.perf_counter() - started)
+        if checkpoints and (step + 1) % config.checkpoint_every == 0:
+            checkpoints.save("vae", step + 1, vae, optimizer, generator, result.losses)
     vae.eval()
     result.seconds = time.perf_counter() - started
     return result

@@ -1,0 +1,76 @@
+"""The demo trainers resume from a checkpoint to exactly the weights an uninterrupted run reaches, and draw
+each step's data from the step alone."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from infinity_core.config import TransformerConfig, VAEConfig
+from training.checkpoints import Checkpoints
+from training.text_model import TextModelConfig
+from training.transformer_trainer import FULL_0_25M, TransformerTrainConfig, step_plan, train_transformer
+from training.vae_trainer import VAEPhase, VAETrainConfig, phase_batch, train_vae
+
+# Tiny models: the trainers' state handling is what is tested, not what they learn.
+TINY_VAE = VAETrainConfig(
+    architecture=VAEConfig(codebook_dim=16, base_channels=24, channel_mult=(1, 1, 1, 1, 1), num_res_blocks=0),
+    phases=(VAEPhase("0.06M", scale=2, steps=3, batch_size=2), VAEPhase("0.06M", scale=3, steps=3, batch_size=1)),
+    checkpoint_every=2)
+TINY_TEXT = TextModelConfig(d_model=16, num_layers=1, num_heads=2, d_kv=8, d_ff=16)
+TINY_TRANSFORMER = TransformerConfig(depth=1, width=32, num_heads=2, ffn_hidden=32, bits_per_token=16,
+                                     text_channels=16, text_maxlen=512, pool_heads=2, block_chunks=1)
+
+
+class Killed(Exception):
+    """Stands in for the process being killed right after a checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KilledAfter(Checkpoints):
+    """Checkpoints that kill the run once the checkpoint of `stop_step` steps is written."""
+
+    stop_step: int = 0
+
+    def save(self, stage, step, *args) -> None:
+        super().save(stage, step, *args)
+        if step == self.stop_step:
+            raise Killed
+
+
+def _states_equal(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_vae_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path):
+    uninterrupted = train_vae(TINY_VAE, seed=3).vae
+    with pytest.raises(Killed):
+        train_vae(TINY_VAE, seed=3, checkpoints=KilledAfter(tmp_path, stop_step=4))
+    resumed = train_vae(TINY_VAE, seed=3, checkpoints=Checkpoints(tmp_path))
+    assert _states_equal(resumed.vae, uninterrupted)
+    assert resumed.losses.steps == list(range(TINY_VAE.total_steps))
+
+
+def test_a_vae_step_draws_its_scenes_at_the_phase_size_and_step_aspect():
+    for step, (height, width) in enumerate([(64, 64), (48, 64), (64, 48)]):   # 1:1, then 4:3 and 3:4 at grid 3
+        images, grids = phase_batch(TINY_VAE, seed=0, step=step)
+        assert images.shape[-2:] == (height, width)
+        assert grids[-1] == (height // 16, width // 16)
+    images, _ = phase_batch(TINY_VAE, seed=0, step=1)
+    again, _ = phase_batch(TINY_VAE, seed=0, step=1)
+    assert torch.equal(images, again)
+
+
+def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path):
+    vae = train_vae(dataclasses.replace(TINY_VAE, phases=TINY_VAE.phases[:1]), seed=0).vae.requires_grad_(False)
+    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, steps=4, pool_images=2, pool_images_0_25m=1, batch_size=2,
+                                    batch_size_0_25m=1, scale_cycle=(2, 3, FULL_0_25M), checkpoint_every=2,
+                                    sizes=dataclasses.replace(TransformerTrainConfig().sizes, aspects=(1.0, 0.75)))
+    uninterrupted = train_transformer(config, vae, seed=1)
+    with pytest.raises(Killed):
+        train_transformer(config, vae, seed=1, checkpoints=KilledAfter(tmp_path, stop_step=2))
+    resumed = train_transformer(config, vae, seed=1, checkpoints=Checkpoints(tmp_path))
+    assert _states_equal(resumed.transformer, uninterrupted.transformer)
+    assert _states_equal(resumed.text_model, uninterrupted.text_model)
+    assert step_plan(config, 2) == (1.0, "0.25M", 10, 1)

@@ -42,14 +42,15 @@ def open_picture(path: str | os.PathLike, what: str) -> Image.Image:
         raise InfinityError(f"{name} is a folder, not a picture file") from None
     except OSError as err:
         raise InfinityError(f"{name} cannot be opened ({err.strerror})") from None
+    status = os.fstat(descriptor)
+    refusal = (f"{name} is a folder, not a picture file" if stat.S_ISDIR(status.st_mode) else
+               f"{name} is not a regular file (a pipe, device or socket); give a picture file"
+               if not stat.S_ISREG(status.st_mode) else
+               f"{name} is empty (0 bytes)" if status.st_size == 0 else None)
+    if refusal is not None:
+        os.close(descriptor)
+        raise InfinityError(refusal)
     with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(descriptor)
-        if stat.S_ISDIR(status.st_mode):
-            raise InfinityError(f"{name} is a folder, not a picture file")
-        if not stat.S_ISREG(status.st_mode):
-            raise InfinityError(f"{name} is not a regular file (a pipe, device or socket); give a picture file")
-        if status.st_size == 0:
-            raise InfinityError(f"{name} is empty (0 bytes)")
         return _decode(handle, name)
 
 

@@ -17,6 +17,9 @@ Geometry (`fit`), from a picture of (H, W) to the schedule's image size (Hs, Ws)
                then has to undo; the replicated edge continues the picture's own colours.
   * "stretch": resize to exactly (Hs, Ws); the aspect changes when the picture's differs.
 Scaled sizes are rounded to whole pixels and the offset of a centred picture is rounded down.
+Sizes are bounded before anything is allocated: "crop" scales to at most MAX_CROP_FACTOR canvases (a long
+thin strip is refused with the fits that take it), and an outpainting canvas or a mask's image size holds at
+most MAX_PICTURE_PIXELS (picture_file.py, the bound on picture files too).
 
 Resampling (`resample`), ComfyUI's upscale-method names:
   "bicubic" / "bilinear": torch.nn.functional.interpolate, antialiased (the filter widens when

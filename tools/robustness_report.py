@@ -721,11 +721,15 @@ def _api_figures(folder: Path, models: dict[str, Path]) -> list[InputOutcome]:
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())
-    logging.getLogger("infinity_core").addHandler(handler)
+    engine_log = logging.getLogger("infinity_core")
+    level = engine_log.level
+    engine_log.addHandler(handler)
+    engine_log.setLevel(logging.WARNING)
     try:
         encoder.encode(pasted)
     finally:
-        logging.getLogger("infinity_core").removeHandler(handler)
+        engine_log.removeHandler(handler)
+        engine_log.setLevel(level)
     longest = max((len(r) for r in records), default=0)
     outcomes.append(InputOutcome("logs", "a pasted 10^6-character prompt", bool(records) and longest < 2000,
                                  f"{len(records)} warning(s), the longest {longest} characters"))

@@ -18,17 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from . import image_in
 from .devices import resolve_device
 from .errors import InfinityError
 from .memory import check_fits
 from .output import OutputPaths
+from .picture_file import open_picture, picture_planes
 from .pipeline import InfinityPipeline, to_pil
 from .sampling_config import SamplingConfig, parse_per_scale
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
-from .weights import model_defaults
+from .text_encoder import check_text_encoder_folder
+from .user_text import quoted
+from .weights import model_defaults, read_model_metadata
 
 PACK_MODELS = Path(__file__).resolve().parent.parent / "models"
 DEMO_TRANSFORMER = PACK_MODELS / "infinity" / "infinity_demo_shapes.safetensors"
@@ -82,27 +84,20 @@ class Picture:
     outpaint: tuple[int, int, int, int] | None
 
 
-def _read_image(path: Path, what: str) -> Image.Image:
-    try:
-        return Image.open(path)
-    except (FileNotFoundError, IsADirectoryError):
-        raise InfinityError(f"{what} '{path}' is not a file") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise InfinityError(f"{what} '{path}' is not an image Pillow can read ({err})") from None
+@dataclass(frozen=True)
+class FittedPicture:
+    """The picture at the run's schedule, what is redrawn and what is kept: all decided before a model loads."""
 
-
-def _to_tensor(picture: Image.Image) -> torch.Tensor:
-    """A PIL image (any mode) -> [1, C, H, W] float in [0, 1] with its own channels (1, 3 or 4)."""
-    mode = {"L": "L", "LA": "LA", "RGBA": "RGBA", "RGB": "RGB"}.get(picture.mode, "RGBA" if "A" in picture.mode else "RGB")
-    array = torch.frombuffer(bytearray(picture.convert(mode).tobytes()), dtype=torch.uint8)
-    channels = len(mode)
-    return array.view(picture.height, picture.width, channels).permute(2, 0, 1).unsqueeze(0).float() / 255
+    image: torch.Tensor             # [1, 3, Hs, Ws] in [-1, 1]
+    mask: torch.Tensor | None       # [1, Hs, Ws] in [0, 1], 1 = redraw
+    keep_scales: int
 
 
 def _read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """White means redraw; a mask with an alpha channel redraws where it is opaque. [1, H, W] in [0, 1]."""
-    values = _to_tensor(_read_image(path, "--mask"))            # [1, C, h, w]
-    mask = values[:, -1] if values.shape[1] in (2, 4) else values[:, :3].mean(dim=1)
+    """White means redraw; a mask with transparency (an alpha channel, or a PNG's transparent colour) redraws
+    where it is opaque. [1, H, W] in [0, 1]."""
+    rgb, alpha = picture_planes(open_picture(path, "--mask"))  # [1, 3, h, w], [1, h, w] or None
+    mask = alpha if alpha is not None else rgb.mean(dim=1)
     if tuple(mask.shape[-2:]) != size:
         log.info("--mask is %dx%d, the picture %dx%d: the mask is stretched to the picture",
                  mask.shape[-1], mask.shape[-2], size[1], size[0])
@@ -115,7 +110,7 @@ def _parse_outpaint(text: str) -> tuple[int, int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 4 or min(values) < 0 or max(values) == 0:
-        raise InfinityError(f"--outpaint '{text}' must be four whole numbers >= 0 (left,top,right,bottom pixels), "
+        raise InfinityError(f"--outpaint {quoted(text)} must be four whole numbers >= 0 (left,top,right,bottom pixels), "
                             "not all 0")
     return values
 
@@ -128,9 +123,13 @@ def read_picture(args: argparse.Namespace) -> Picture | None:
         return None
     if args.mask is not None and args.outpaint is not None:
         raise InfinityError("give --mask or --outpaint, not both (--outpaint makes the mask of the new area)")
-    rgb = _to_tensor(_read_image(args.image, "--image"))       # [1, C, H, W] in [0, 1]
-    mask = _read_mask(args.mask, tuple(rgb.shape[-2:])) if args.mask is not None else None
+    if args.keep_scales is not None and args.keep_scales < 0:
+        raise InfinityError(f"--keep-scales {args.keep_scales}: must be 0 or more (the coarsest scales to keep)")
     outpaint = _parse_outpaint(args.outpaint) if args.outpaint is not None else None
+    rgb, _ = picture_planes(open_picture(args.image, "--image"))   # [1, 3, H, W] in [0, 1]; alpha is not used
+    mask = _read_mask(args.mask, tuple(rgb.shape[-2:])) if args.mask is not None else None
+    if outpaint is not None:
+        image_in.outpaint_canvas(*rgb.shape[-2:], *outpaint)
     return Picture(rgb * 2 - 1, mask, outpaint)
 
 
@@ -142,8 +141,7 @@ def sampling_config(args: argparse.Namespace, picture: Picture | None, model_set
     elif picture is not None:
         height, width = picture.image.shape[-2:]
         if picture.outpaint is not None:
-            left, top, right, bottom = picture.outpaint
-            height, width = height + top + bottom, width + left + right
+            height, width = image_in.outpaint_canvas(int(height), int(width), *picture.outpaint)
         h_div_w = image_in.schedule_for_image(int(height), int(width), pixels).h_div_w
     else:
         h_div_w = None
@@ -155,14 +153,15 @@ def sampling_config(args: argparse.Namespace, picture: Picture | None, model_set
     return SamplingConfig.from_keywords(model_settings | {k: v for k, v in given.items() if v is not None})
 
 
-def picture_inputs(pipe: InfinityPipeline, picture: Picture, config: SamplingConfig, args) -> dict:
-    """generate's init_bits / init_scales / mask for the picture, at the run's schedule."""
+def fit_picture(picture: Picture, config: SamplingConfig, args: argparse.Namespace) -> FittedPicture:
+    """The picture (padded for --outpaint) and its mask at the run's schedule, and the scales kept; every
+    contradiction of the arguments is refused here, before a model is read."""
     schedule = config.schedule
     if picture.outpaint is not None:
-        image, mask, schedule = image_in.pad_for_outpaint(picture.image, *picture.outpaint, config.pixels)
-        if schedule != config.schedule:
-            raise InfinityError(f"--outpaint gives the canvas {describe(schedule)}, but --aspect asks for "
-                                f"{describe(config.schedule)}; leave --aspect out")
+        image, mask, canvas_schedule = image_in.pad_for_outpaint(picture.image, *picture.outpaint, config.pixels)
+        if canvas_schedule != schedule:
+            raise InfinityError(f"--outpaint gives the canvas {describe(canvas_schedule)}, but --aspect asks for "
+                                f"{describe(schedule)}; leave --aspect out")
     else:
         image = image_in.fit_image(picture.image, schedule, args.fit)
         mask = None if picture.mask is None else image_in.fit_mask(picture.mask, schedule, args.fit,
@@ -170,9 +169,17 @@ def picture_inputs(pipe: InfinityPipeline, picture: Picture, config: SamplingCon
     keep = args.keep_scales
     if keep is None:
         keep = 0 if mask is not None else schedule.num_scales // 2
+    if not 0 <= keep <= schedule.num_scales:
+        raise InfinityError(f"--keep-scales {keep}: must be in 0..{schedule.num_scales}, the scales of the "
+                            f"{config.pixels} schedule")
+    return FittedPicture(image, mask, keep)
+
+
+def picture_inputs(pipe: InfinityPipeline, fitted: FittedPicture, schedule) -> dict:
+    """generate's init_bits / init_scales / mask for the fitted picture."""
     with torch.inference_mode():
-        bits = image_in.encode_image(pipe.vae, image, schedule, "stretch")
-    return {"init_bits": bits, "init_scales": keep, "mask": mask}
+        bits = image_in.encode_image(pipe.vae, fitted.image, schedule, "stretch")
+    return {"init_bits": bits, "init_scales": fitted.keep_scales, "mask": fitted.mask}
 
 
 def check_demo_files(args: argparse.Namespace) -> None:
@@ -184,6 +191,19 @@ def check_demo_files(args: argparse.Namespace) -> None:
                                 f"with an installed engine; pass {flag} (and the other two model paths)")
 
 
+def check_model_files(args: argparse.Namespace) -> None:
+    """What the files alone decide, before the transformer's minutes-long load: the VAE file is readable
+    (its header) and the text encoder is a loadable folder."""
+    try:
+        read_model_metadata(args.vae)
+    except InfinityError as err:
+        raise InfinityError(f"--vae: {err}") from None
+    try:
+        check_text_encoder_folder(args.text_encoder)
+    except InfinityError as err:
+        raise InfinityError(f"--text-encoder: {err}") from None
+
+
 def run_generate(args: argparse.Namespace) -> list[Path]:
     started = time.perf_counter()
     check_demo_files(args)
@@ -192,11 +212,13 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     config = sampling_config(args, picture, model_defaults(args.transformer))
     outputs = OutputPaths.plan(args.output, config.batch_size, overwrite=args.overwrite,
                                inputs=[p for p in (args.image, args.mask) if p is not None])
+    fitted = fit_picture(picture, config, args) if picture is not None else None
+    check_model_files(args)
     log.info("shape: %s; seed %d, %d image(s)", describe(config.schedule), config.seed, config.batch_size)
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=device,
                                        with_encoder=picture is not None)
     check_fits(pipe.transformer, pipe.vae, config)
-    extra = picture_inputs(pipe, picture, config, args) if picture is not None else {}
+    extra = picture_inputs(pipe, fitted, config.schedule) if fitted is not None else {}
     result = pipe.sample(args.prompt, args.negative, config=config, **extra,
                          callback=lambda done, total, codes: log.info("scale %d/%d", done, total))
     for index, path in enumerate(outputs.paths):    # decoded and written one at a time

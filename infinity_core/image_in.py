@@ -17,6 +17,9 @@ Geometry (`fit`), from a picture of (H, W) to the schedule's image size (Hs, Ws)
                then has to undo; the replicated edge continues the picture's own colours.
   * "stretch": resize to exactly (Hs, Ws); the aspect changes when the picture's differs.
 Scaled sizes are rounded to whole pixels and the offset of a centred picture is rounded down.
+Sizes are bounded before anything is allocated: "crop" scales to at most MAX_CROP_FACTOR canvases (a long
+thin strip is refused with the fits that take it), and an outpainting canvas or a mask's image size holds at
+most MAX_PICTURE_PIXELS (picture_file.py, the bound on picture files too).
 
 Resampling (`resample`), ComfyUI's upscale-method names:
   "bicubic" / "bilinear": torch.nn.functional.interpolate, antialiased (the filter widens when
@@ -45,8 +48,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .arrays import as_tensor
 from .errors import InfinityError
+from .picture_file import MAX_PICTURE_PIXELS
 from .schedules import ASPECT_TEMPLATES, PIXELS_PER_TOKEN, Schedule, get_schedule
+from .user_text import quoted
 from .vae.autoencoder import BitwiseVAE
 
 FIT_MODES = ("crop", "pad", "stretch")
@@ -58,6 +64,10 @@ RESAMPLE_MODES: dict[str, str | None] = {
 _ANTIALIASED = ("bilinear", "bicubic")
 IMAGE_CHANNELS = {1: "greyscale", 3: "RGB", 4: "RGBA"}
 RANGE_SLACK = 1e-3    # values this far outside [-1, 1] (rounding of a conversion) are accepted and clamped
+# fit "crop" scales a picture to cover the canvas: a long thin strip would be scaled to many times the canvas
+# (a 1 x 5000 px strip to 592 x 2960000 on the 1M 1:3 canvas) only to cut most of it off. At most this many
+# canvases' worth of pixels are scaled; a picture beyond it is refused with the fits that take it.
+MAX_CROP_FACTOR = 16
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,11 @@ def placement(height: int, width: int, canvas: tuple[int, int], fit: str) -> Pla
     if fit == "crop":
         scale = max(canvas_h / height, canvas_w / width)
         size = (max(canvas_h, round(height * scale)), max(canvas_w, round(width * scale)))
+        if size[0] * size[1] > MAX_CROP_FACTOR * canvas_h * canvas_w:
+            raise InfinityError(f"fit: a {width}x{height} px picture is too long and thin to crop onto the "
+                                f"{canvas_w}x{canvas_h} px canvas (it would be scaled to {size[1]}x{size[0]} px to "
+                                f"keep 1/{size[0] * size[1] // (canvas_h * canvas_w)} of it); cut it to an aspect "
+                                "nearer the canvas's first, or use fit 'pad' or 'stretch'")
     else:
         scale = min(canvas_h / height, canvas_w / width)
         size = (min(canvas_h, max(1, round(height * scale))), min(canvas_w, max(1, round(width * scale))))
@@ -123,6 +138,7 @@ def fit_mask(mask: torch.Tensor, schedule: Schedule, fit: str = "crop", *, image
     if image_size is not None:
         _check_size("image height", image_size[0])
         _check_size("image width", image_size[1])
+        _check_pixels("image_size", *image_size)
         masks = _resize(masks, tuple(image_size), "bilinear")
     where = placement(*masks.shape[-2:], schedule.image_size, fit)
     resized = _resize(masks, where.size, "bilinear").clamp_(0, 1)            # [B, 1, h, w]
@@ -161,12 +177,9 @@ def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, botto
     and that area is new too. `feather` > 0 ramps the mask into the old image along the padded sides:
     an old pixel d px (d < feather) from a padded side gets ((feather - d) / feather)^2, as ComfyUI's
     Pad Image for Outpainting does."""
-    margins = {"left": left, "top": top, "right": right, "bottom": bottom, "feather": feather}
-    for name, value in margins.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InfinityError(f"{name}: padding must be a whole number of pixels >= 0, got {value!r}")
     rgb = _as_rgb(image)                                                      # [B, 3, H, W]
     batch, _, height, width = rgb.shape
+    outpaint_canvas(height, width, left, top, right, bottom, feather)
     if 2 * feather >= min(height, width):
         raise InfinityError(f"feather: {feather} px is too wide for a {height}x{width} image; "
                             f"valid: 0 .. {(min(height, width) - 1) // 2}")
@@ -176,6 +189,19 @@ def pad_for_outpaint(image: torch.Tensor, left: int, top: int, right: int, botto
     schedule = schedule_for_image(*canvas.shape[-2:], pixels)
     padded = fit_image(canvas, schedule, "pad", resample)
     return padded, fit_mask(mask, schedule, "pad", batch_size=batch), schedule
+
+
+def outpaint_canvas(height: int, width: int, left: int, top: int, right: int, bottom: int,
+                    feather: int = 0) -> tuple[int, int]:
+    """(height, width) of a (height, width) picture grown by the margins, checked before anything is allocated:
+    whole numbers >= 0, and a canvas of at most MAX_PICTURE_PIXELS."""
+    margins = {"left": left, "top": top, "right": right, "bottom": bottom, "feather": feather}
+    for name, value in margins.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InfinityError(f"{name}: padding must be a whole number of pixels >= 0, got {quoted(value)}")
+    canvas = (height + top + bottom, width + left + right)
+    _check_pixels("outpaint canvas", *canvas)
+    return canvas
 
 
 def paste_outside_mask(decoded: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor,
@@ -192,7 +218,7 @@ def paste_outside_mask(decoded: torch.Tensor, reference: torch.Tensor, mask: tor
         raise InfinityError(f"reference: must have the decoded image's shape {tuple(decoded.shape)}, "
                             f"got {tuple(reference.shape)}")
     if isinstance(ramp, bool) or not isinstance(ramp, int) or ramp < 0:
-        raise InfinityError(f"ramp: must be a whole number of pixels >= 0, got {ramp!r}")
+        raise InfinityError(f"ramp: must be a whole number of pixels >= 0, got {quoted(ramp)}")
     masks = _as_masks(mask, decoded.shape[0])                                # [B, 1, H, W]
     if tuple(masks.shape[-2:]) != tuple(decoded.shape[-2:]):
         raise InfinityError(f"mask: is {tuple(masks.shape[-2:])} but the image is {tuple(decoded.shape[-2:])}; "
@@ -225,13 +251,19 @@ def _feather(height: int, width: int, feather: int, left: int, top: int, right: 
 
 
 def _check_choice(name: str, value: str, valid) -> None:
-    if value not in valid:
-        raise InfinityError(f"{name}: '{value}' is not an option; valid: {', '.join(valid)}")
+    if not isinstance(value, str) or value not in valid:
+        raise InfinityError(f"{name}: {quoted(value)} is not an option; valid: {', '.join(valid)}")
 
 
 def _check_size(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InfinityError(f"{name}: must be a whole number of pixels >= 1, got {value!r}")
+        raise InfinityError(f"{name}: must be a whole number of pixels >= 1, got {quoted(value)}")
+
+
+def _check_pixels(name: str, height: int, width: int) -> None:
+    if height * width > MAX_PICTURE_PIXELS:
+        raise InfinityError(f"{name}: {width}x{height} px is {height * width} pixels; at most {MAX_PICTURE_PIXELS} "
+                            "(8192x8192); use smaller margins or a smaller picture")
 
 
 def _check_values(name: str, values: torch.Tensor, low: float, high: float) -> None:
@@ -250,8 +282,9 @@ def _check_values(name: str, values: torch.Tensor, low: float, high: float) -> N
 
 def _as_rgb(image: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W], C in {1, 3, 4} -> [B, 3, H, W] float32 (alpha dropped, greyscale copied to R, G, B)."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] not in IMAGE_CHANNELS:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+    image = as_tensor("image", image, "[B, C, H, W] in [-1, 1]")
+    if image.dim() != 4 or image.shape[1] not in IMAGE_CHANNELS:
+        shape = tuple(image.shape)
         raise InfinityError(f"image: expected [B, C, H, W] with C in {{1, 3, 4}} "
                             f"({', '.join(IMAGE_CHANNELS.values())}), got {shape}")
     _check_values("image", image, -1.0, 1.0)
@@ -261,9 +294,11 @@ def _as_rgb(image: torch.Tensor) -> torch.Tensor:
 
 def _as_masks(mask: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """[H, W] or [B, H, W] -> [B, 1, H, W] float32, repeated to `batch_size` when it has one entry."""
-    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
-        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise InfinityError(f"mask: expected [H, W] or [B, H, W], got {shape}")
+    mask = as_tensor("mask", mask, "[H, W] or [B, H, W] in 0..1")
+    if mask.dim() not in (2, 3):
+        raise InfinityError(f"mask: expected [H, W] or [B, H, W], got {tuple(mask.shape)}")
+    if mask.dtype == torch.bool:                       # True = redraw
+        mask = mask.float()
     _check_values("mask", mask, 0.0, 1.0)
     masks = (mask if mask.dim() == 3 else mask[None]).float().clamp(0, 1)[:, None]   # [B, 1, H, W]
     if batch_size is not None and masks.shape[0] != batch_size:

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .arrays import as_tensor
 from .config import TransformerConfig
 from .errors import InfinityError
 from .schedules import PIXELS_PER_TOKEN, Schedule
@@ -64,6 +65,11 @@ def _check_bits(init_bits: Sequence[torch.Tensor], schedule: Schedule, config: T
                 images: int) -> list[torch.Tensor]:
     grids = vae_grids(schedule, config)
     latent_bits = config.bits_per_token // (PATCHIFY_FACTOR ** 2 if config.spatial_patchify else 1)
+    if isinstance(init_bits, (torch.Tensor, str)) or not isinstance(init_bits, Sequence):
+        raise InfinityError(f"init_bits: expected a list with one [n, h, w, d] tensor of 0/1 bits per scale "
+                            f"(vae.encode(...).bits), got {type(init_bits).__name__}")
+    init_bits = [as_tensor(f"init_bits scale {scale}", bits, "[n, h, w, d] of 0/1 bits")
+                 for scale, bits in enumerate(init_bits)]
     if len(init_bits) != schedule.num_scales:
         raise InfinityError(f"init_bits has {len(init_bits)} scales but the schedule (h/w {schedule.h_div_w:g}, "
                             f"{schedule.image_size[1]}x{schedule.image_size[0]} px) "
@@ -77,6 +83,11 @@ def _check_bits(init_bits: Sequence[torch.Tensor], schedule: Schedule, config: T
         if bits.shape[-1] != latent_bits:
             raise InfinityError(f"init_bits have {bits.shape[-1]} bits per latent but the transformer's VAE has "
                                 f"{latent_bits}; encode with the VAE that pairs with this transformer")
+        if bits.dtype != torch.bool and not bool(((bits == 0) | (bits == 1)).all()):
+            low, high = float(bits.min()), float(bits.max())
+            raise InfinityError(f"init_bits scale {scale} holds values other than 0 and 1 (found {low:g}..{high:g}); "
+                                "bits are 0/1 as vae.encode(...).bits gives them (codes of -1/+1 are the bits "
+                                "(codes > 0))")
         checked.append(bits)
     return checked
 
@@ -85,6 +96,7 @@ def _redrawn_tokens(mask: torch.Tensor, schedule: Schedule, images: int, device)
     """ComfyUI-style mask [H, W] or [n, H, W] -> redrawn tokens of the final grid [n, 1, h, w] float 0/1.
 
     A mask of another size is stretched to the output size (bilinear) first."""
+    mask = as_tensor("mask", mask, "[H, W] or [n, H, W] in 0..1 (1 = redraw)")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3 or mask.shape[0] not in (1, images):

@@ -2,12 +2,16 @@
 
 An existing file is never replaced unless asked (`overwrite`), an input picture never, and each image
 goes to a temporary file in the same folder first, then takes its name in one rename, so an interrupted
-or failed run leaves either the old file or the new one, never half of one.
+or failed run (a full disk included) leaves either the old file or the new one, never half of one.
+The plan proves the folder writable by creating (and removing) a file in it, and any missing folders
+above it, so a path that cannot be written (read-only, /proc, a file in the way) fails before the run.
+Images are created with mode 0666 less the umask, as any file the user writes.
 """
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +20,39 @@ from PIL import Image
 from .errors import InfinityError
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+FILE_MODE = 0o666        # less the umask, as open() creates files
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _temporary_file(folder: Path, name: str) -> tuple[int, Path]:
+    """A new file `.name.<random>.part` in `folder`, opened for writing (never an existing one)."""
+    while True:
+        temporary = folder / f".{name}.{secrets.token_hex(4)}.part"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), temporary
+        except FileExistsError:
+            continue
+
+
+def _probe_folder(output: Path, folder: Path) -> None:
+    """Create the missing folders up to `folder` and a file in it, then remove what was created."""
+    created, current = [], folder
+    try:
+        for current in reversed([folder, *folder.parents]):
+            if not current.exists():
+                current.mkdir()
+                created.append(current)
+        handle, temporary = _temporary_file(folder, "probe")
+        os.close(handle)
+        temporary.unlink()
+    except OSError as err:
+        raise InfinityError(f"--output '{output}': cannot write in '{current}' ({err.strerror or err})") from None
+    finally:
+        for level in reversed(created):
+            try:
+                level.rmdir()
+            except OSError:
+                pass
 
 
 @dataclass(frozen=True)
@@ -25,8 +62,8 @@ class OutputPaths:
     @classmethod
     def plan(cls, output: Path, count: int, *, overwrite: bool, inputs: list[Path]) -> "OutputPaths":
         """The files of `count` images (name_1, name_2, ... for more than one), refused with the reason when
-        one cannot be written: unknown suffix, a folder, a missing or read-only parent, an input picture,
-        or an existing file without `overwrite`."""
+        one cannot be written: unknown suffix, a folder, a folder that cannot be created or written in, an
+        input picture, or an existing file without `overwrite`."""
         output = Path(output)
         if output.suffix.lower() not in IMAGE_FORMATS:
             raise InfinityError(f"--output '{output}' must end in one of {sorted(IMAGE_FORMATS)}")
@@ -35,11 +72,6 @@ class OutputPaths:
         parent = output.parent if str(output.parent) else Path(".")
         if parent.exists() and not parent.is_dir():
             raise InfinityError(f"--output '{output}': '{parent}' is not a folder")
-        existing = parent
-        while not existing.exists():
-            existing = existing.parent
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise InfinityError(f"--output '{output}': cannot write in '{existing}'")
         protected = {Path(p).resolve() for p in inputs}
         for path in paths:
             if path.is_dir():
@@ -48,16 +80,25 @@ class OutputPaths:
                 raise InfinityError(f"--output '{path}' is an input picture; choose another name")
             if path.exists() and not overwrite:
                 raise InfinityError(f"--output '{path}' already exists; choose another name or pass --overwrite")
+        _probe_folder(output, parent)
         return cls(paths)
 
     def write(self, path: Path, image: Image.Image) -> None:
-        """Save through a temporary file in the same folder, then rename it into place."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        """Save through a temporary file in the same folder, then rename it into place; a failed write (a full
+        disk) removes the temporary file and says so, leaving any older file at `path` as it was."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = _temporary_file(path.parent, path.name)
+        except OSError as err:
+            raise InfinityError(f"--output '{path}': cannot write in '{path.parent}' ({err.strerror or err})") from None
         try:
             with os.fdopen(handle, "wb") as file:
                 image.save(file, format=IMAGE_FORMATS[path.suffix.lower()])
             os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+        except BaseException as err:
+            temporary.unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                reason = "the disk is full" if err.errno in _FULL else (err.strerror or str(err))
+                raise InfinityError(f"--output '{path}' could not be written: {reason}; nothing was written "
+                                    "there") from None
             raise

@@ -25,6 +25,7 @@ TENSOR_GLOBAL_MODULES = ("torch", "collections")
 _PICKLE_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING",
                       "STRING"}
 LEGACY_PICKLES = 4            # the legacy format: magic number, protocol, system info, then the state
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 
 def _pickle_format(path: Path) -> str:
@@ -95,6 +96,16 @@ def _code_globals(path: Path, kind: str) -> list[str]:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return []
     return [n for n in names if n.split(".")[0] not in TENSOR_GLOBAL_MODULES]
+
+
+def code_globals(path: Path) -> list[str]:
+    """The globals other than tensors' that a torch.save file's pickle names, read statically (sorted, unique;
+    empty for a clean checkpoint or a file that is no pickle)."""
+    try:
+        kind = _pickle_format(path)
+    except OSError:
+        return []
+    return sorted(set(_code_globals(path, kind))) if kind != "unknown" else []
 
 
 def read_checkpoint(path: Path) -> dict:

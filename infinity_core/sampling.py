@@ -25,6 +25,7 @@ from .known_image import KnownImage, known_image, vae_grids
 from .sampling_config import PerScale, SamplingConfig
 from .schedules import Schedule
 from .text import TextCondition
+from .user_text import quoted
 from .vae.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
 from .transformer.kv_cache import KVCache, cached_tokens
 from .transformer.model import InfinityTransformer
@@ -245,6 +246,13 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
         changed = sorted(name for name, value in settings.items() if value != getattr(_DEFAULTS, name))
         if changed:
             raise InfinityError(f"pass either config or the settings {changed}, not both")
+    for name, condition in (("cond", cond), ("negative", negative)):
+        if condition is not None and not isinstance(condition, TextCondition):
+            raise InfinityError(f"{name}: expected a TextCondition (text_encoder.encode(prompt)), got "
+                                f"{type(condition).__name__} {quoted(condition)}; InfinityPipeline.sample takes "
+                                "prompts as text")
+        if condition is not None:
+            condition.check_finite(name)
     if cond.channels != transformer.config.text_channels:
         raise InfinityError(f"the text condition has {cond.channels} channels but the transformer expects "
                             f"{transformer.config.text_channels}; use the text encoder the model was trained with")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from typing import Sequence
 
 from .errors import InfinityError
+from .user_text import quoted
 from .schedules import PIXEL_BUDGETS, Schedule, get_schedule
 
 CFG_RANGE = (0.0, 100.0)        # 1 = no guidance; upstream's demos use 3-4
@@ -34,9 +35,9 @@ PerScale = float | tuple[float, ...]
 def _finite_in(name: str, value, bounds: tuple[float, float]) -> float:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InfinityError(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
+        raise InfinityError(f"{name} must be a number in {low:g}..{high:g}, got {quoted(value)}")
     if not (math.isfinite(value) and low <= value <= high):
-        raise InfinityError(f"{name} must be a finite number in {low:g}..{high:g}, got {value!r}")
+        raise InfinityError(f"{name} must be a finite number in {low:g}..{high:g}, got {quoted(value)}")
     return float(value)
 
 
@@ -46,7 +47,7 @@ def _int_in(name: str, value, bounds: tuple[int, int]) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise InfinityError(f"{name} must be a whole number in {low}..{high}, got {value!r}")
+            raise InfinityError(f"{name} must be a whole number in {low}..{high}, got {quoted(value)}")
     if not low <= value <= high:
         raise InfinityError(f"{name} must be in {low}..{high}, got {value}")
     return value
@@ -61,7 +62,7 @@ def per_scale_values(name: str, value: PerScale | Sequence[float], num_scales: i
     elif isinstance(value, (list, tuple)):
         values = list(value)
     else:
-        raise InfinityError(f"{name} must be a number or a list of numbers (one per scale), got {value!r}")
+        raise InfinityError(f"{name} must be a number or a list of numbers (one per scale), got {quoted(value)}")
     if not values:
         raise InfinityError(f"{name} is an empty list; give one value, or one per scale")
     if len(values) > num_scales:
@@ -82,7 +83,7 @@ def parse_per_scale(text: str, name: str) -> PerScale:
         try:
             values.append(float(word))
         except ValueError:
-            raise InfinityError(f"{name} value {position} ('{word}') is not a number") from None
+            raise InfinityError(f"{name} value {position} ({quoted(word)}) is not a number") from None
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -106,7 +107,7 @@ class SamplingConfig:
 
     def __post_init__(self):
         if not isinstance(self.pixels, str) or self.pixels not in PIXEL_BUDGETS:
-            raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {self.pixels!r}")
+            raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {quoted(self.pixels)}")
         h_div_w = _finite_in("h_div_w", self.h_div_w, (1e-3, 1e3))
         try:
             schedule = get_schedule(h_div_w, self.pixels)

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import InfinityError
+from .user_text import quoted
 
 PIXELS_PER_TOKEN = 16   # transformer token = 16x16 px (the 8B's VAE is f8 but pairs 2x2 latents per token)
 
@@ -96,7 +97,7 @@ ASPECT_TOLERANCE = 0.05   # a ratio further than 5 % from every template is refu
 def nearest_template(h_div_w: float) -> float:
     """The template key closest to `h_div_w` (ties go to the first in table order, as np.argmin does)."""
     if not h_div_w > 0:
-        raise InfinityError(f"aspect ratio h/w must be a positive number, got {h_div_w!r}")
+        raise InfinityError(f"aspect ratio h/w must be a positive number, got {quoted(h_div_w)}")
     key = min(ASPECT_TEMPLATES, key=lambda k: abs(k - h_div_w))
     if abs(key - h_div_w) > ASPECT_TOLERANCE * key:
         valid = ", ".join(f"{k:g}" for k in sorted(ASPECT_TEMPLATES))
@@ -126,10 +127,10 @@ def parse_aspect(aspect: str | float) -> float:
             else:
                 width_over_height = float(text)
         except ValueError:
-            raise InfinityError(f"aspect '{aspect}' is not understood; use width:height with positive numbers "
+            raise InfinityError(f"aspect {quoted(aspect)} is not understood; use width:height with positive numbers "
                                 f"(e.g. '16:9'), a number width/height, or one of {list(ASPECT_PRESETS)}") from None
     if not (math.isfinite(width_over_height) and width_over_height > 0):
-        raise InfinityError(f"aspect {aspect!r} must be a positive width/height")
+        raise InfinityError(f"aspect {quoted(aspect)} must be a positive width/height")
     return 1.0 / width_over_height
 
 

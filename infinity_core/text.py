@@ -31,6 +31,13 @@ class TextCondition:
         if sum(self.lengths) != self.features.shape[0]:
             raise InfinityError(f"lengths {self.lengths} do not add up to the {self.features.shape[0]} feature rows")
 
+    def check_finite(self, name: str) -> None:
+        """Refuse features holding NaN or infinity (a broken or overflowing text encoder) before any sampling."""
+        if not bool(torch.isfinite(self.features).all()):
+            raise InfinityError(f"{name}: the text features hold NaN or infinite values, so every image would be "
+                                "noise; the text encoder's output is broken (in float16, load it in float32 or "
+                                "bfloat16)")
+
     @classmethod
     def from_features(cls, features: Sequence[torch.Tensor]) -> "TextCondition":
         """From one [len_i, Ct5] tensor per prompt (e.g. precomputed T5 outputs at the valid positions)."""

@@ -18,12 +18,15 @@ from typing import Sequence
 import torch
 
 from .errors import InfinityError
+from .pickle_checkpoint import PICKLE_SUFFIXES, code_globals
 from .text import TextCondition
+from .user_text import quoted
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_TOKENS = 512   # tokenizer.model_max_length in run_infinity.py:152
 SMALL_VOCABULARY = 100  # a vocabulary this small is listed in the unknown-word warning (the demo's has 27 words)
+QUOTED_WORD = 30        # characters of an unknown word quoted in the warning
 
 
 class T5TextEncoder:
@@ -82,7 +85,7 @@ class T5TextEncoder:
                                      for token, (start, end) in zip(ids, word_spans) if token == unk))
         warnings = []
         if unknown:
-            shown = ", ".join(f"'{word}'" for word in unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
+            shown = ", ".join(quoted(word, QUOTED_WORD) for word in unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
             warnings.append(f"the text encoder does not know {shown}: {'they become' if len(unknown) > 1 else 'it becomes'} "
                             f"<unk>, which carries no meaning{self._vocabulary_hint()}")
         room = self.max_length - 1                                              # one place is `</s>`'s
@@ -90,7 +93,7 @@ class T5TextEncoder:
         if sum(counts) > room:
             first_cut = next(i for i, total in enumerate(itertools.accumulate(counts)) if total > room)
             warnings.append(f"the prompt is {sum(counts) + 1} tokens long and only the first {self.max_length} are "
-                            f"used: the text from '{' '.join(words[first_cut:first_cut + 5])}' on is ignored")
+                            f"used: the text from {quoted(' '.join(words[first_cut:first_cut + 5]))} on is ignored")
         return warnings
 
     def _vocabulary_hint(self) -> str:
@@ -102,11 +105,50 @@ class T5TextEncoder:
     def encode(self, prompts: str | Sequence[str]) -> TextCondition:
         """Encode one prompt or a list of prompts (an empty prompt still yields `</s>`); what `prompt_warnings`
         finds is logged as a warning."""
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = checked_prompts(prompts)
         for prompt in prompts:
             for warning in self.prompt_warnings(prompt):
-                log.warning("prompt '%s': %s", prompt if len(prompt) <= 60 else prompt[:57] + "...", warning)
+                log.warning("prompt %s: %s", quoted(prompt), warning)
         return self.encode_ids(self.tokenize(prompts))
+
+
+def checked_prompts(prompts) -> list[str]:
+    """One prompt or a non-empty list of them, as a list of strings; anything else refused naming it."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, (list, tuple)):
+        raise InfinityError(f"prompt: expected a string or a list of strings, got {type(prompts).__name__}")
+    if not prompts:
+        raise InfinityError("prompt: the list of prompts is empty; give at least one prompt (an empty string "
+                            "'' is a valid prompt)")
+    for position, prompt in enumerate(prompts, start=1):
+        if not isinstance(prompt, str):
+            raise InfinityError(f"prompt {position}: expected a string, got {type(prompt).__name__} {quoted(prompt)}")
+    return list(prompts)
+
+
+def check_text_encoder_folder(folder: str | os.PathLike) -> Path:
+    """Refuse, naming it, a text encoder folder that cannot be loaded, from the files alone (no transformers
+    import, nothing unpickled): not a folder, no config.json, or weights that are only pickles holding more
+    than tensors (transformers would refuse them after minutes, suggesting to run their code)."""
+    folder = Path(folder)
+    hint = "it must be a local copy of google/flan-t5-xl (config.json, model weights, tokenizer files)"
+    if folder.is_file():
+        raise InfinityError(f"text encoder folder '{folder}' is a file, not a folder; {hint}")
+    if not folder.is_dir():
+        raise InfinityError(f"text encoder folder '{folder}' does not exist; {hint}")
+    if not (folder / "config.json").is_file():
+        raise InfinityError(f"text encoder folder '{folder}' has no config.json; expected a Hugging Face T5 folder "
+                            "such as google/flan-t5-xl")
+    if any(folder.glob("*.safetensors")):
+        return folder
+    for weights in sorted(p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.is_file()):
+        code = code_globals(weights)
+        if code:
+            raise InfinityError(f"text encoder folder '{folder}': its weights '{weights.name}' hold objects other "
+                                f"than tensors ({', '.join(code[:3])}), which are not loaded because unpickling "
+                                "them could run code; use a folder with model.safetensors")
+    return folder
 
 
 def default_text_dtype(device: torch.device) -> torch.dtype:
@@ -116,13 +158,7 @@ def default_text_dtype(device: torch.device) -> torch.dtype:
 
 def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype | None = None) -> T5TextEncoder:
     """A T5 encoder and its tokenizer from a local folder (config.json, weights, tokenizer files); no download."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InfinityError(f"text encoder folder '{folder}' does not exist; it must be a local copy of "
-                            "google/flan-t5-xl (config.json, model weights, tokenizer files)")
-    if not (folder / "config.json").is_file():
-        raise InfinityError(f"text encoder folder '{folder}' has no config.json; expected a Hugging Face T5 folder "
-                            "such as google/flan-t5-xl")
+    folder = check_text_encoder_folder(folder)
     try:
         import transformers   # heavy import, only when a text encoder is used
     except ImportError as err:
@@ -137,9 +173,12 @@ def load_text_encoder(folder: str | os.PathLike, device=None, dtype: torch.dtype
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), legacy=True, local_files_only=True)
         model = transformers.T5EncoderModel.from_pretrained(str(folder), local_files_only=True, **dtype_kwarg)
-    except (OSError, ValueError, KeyError) as err:
+    except Exception as err:   # noqa: BLE001 -- transformers and torch raise many types on bad folders
+        detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        if "weights_only" in str(err):   # torch's advice to unpickle untrusted code is never passed on
+            detail = "its weights hold objects other than tensors, which are not loaded"
         raise InfinityError(f"text encoder folder '{folder}' could not be loaded as a T5 encoder with its "
-                            f"tokenizer: {str(err).splitlines()[0]}") from None
+                            f"tokenizer: {detail}") from None
     model.to(device).eval().requires_grad_(False)
     log.info("loaded text encoder '%s' (d_model %d) on %s in %s", folder, model.config.d_model, device, dtype)
     return T5TextEncoder(tokenizer, model)

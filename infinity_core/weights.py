@@ -28,12 +28,11 @@ from safetensors import SafetensorError
 from safetensors import safe_open
 
 from .errors import InfinityError
-from .pickle_checkpoint import read_checkpoint
+from .pickle_checkpoint import PICKLE_SUFFIXES, read_checkpoint
 from .schedules import PIXEL_BUDGETS
 
 log = logging.getLogger(__name__)
 
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -173,6 +172,9 @@ def _shard_files(index_path: Path) -> list[Path]:
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
         names = sorted(set(weight_map.values()))
+    except RecursionError:
+        raise InfinityError(f"shard index {_describe(index_path)} is not a valid index JSON (it nests deeper than "
+                            "Python's JSON reader can follow; an index is a flat weight_map)") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
         raise InfinityError(f"shard index {_describe(index_path)} is not a valid index JSON ({err!r})") from None
     folder = Path(os.path.realpath(index_path.parent))
@@ -251,6 +253,9 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, str]:
     if path.name.endswith(".index.json"):
         try:
             metadata = json.loads(path.read_text()).get("metadata") or {}
+        except RecursionError:
+            raise InfinityError(f"shard index {_describe(path)} is not a valid index JSON (it nests deeper than "
+                                "Python's JSON reader can follow; an index is a flat weight_map)") from None
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
             raise InfinityError(f"shard index {_describe(path)} is not a valid index JSON ({err!r})") from None
         return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 
 from infinity_core import ASPECT_PRESETS, PIXEL_BUDGETS, InfinityError, get_schedule
 from infinity_core.image_in import encode_image, fit_image, fit_mask, pad_for_outpaint, schedule_for_image, vae_grids
+from infinity_core.user_text import quoted
 from infinity_core.vae.autoencoder import decode_memory
 from . import comfy_bridge
 from .decode import to_comfy_image
@@ -26,14 +27,15 @@ MAX_PADDING = 4096
 
 def from_comfy_image(image: torch.Tensor) -> torch.Tensor:
     """[B, H, W, C] in 0..1 -> [B, C, H, W] in [-1, 1]."""
-    if image.dim() != 4:
-        raise InfinityError(f"image: expected ComfyUI's [B, H, W, C] IMAGE, got shape {tuple(image.shape)}")
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InfinityError(f"image: expected ComfyUI's [B, H, W, C] IMAGE, got {shape}")
     return image.float().permute(0, 3, 1, 2) * 2 - 1
 
 
 def _check_choice(name: str, value: str, valid) -> None:
     if value not in valid:
-        raise InfinityError(f"{name}: '{value}' is not an option; valid: {', '.join(valid)}")
+        raise InfinityError(f"{name}: {quoted(value)} is not an option; valid: {', '.join(valid)}")
 
 
 def _validation_error(check) -> bool | str:
@@ -109,6 +111,7 @@ class InfinityEncodeImage(io.ComfyNode):
         schedule = (schedule_for_image(height, width, pixels) if aspect_ratio == MATCH_INPUT
                     else get_schedule(ASPECT_PRESETS[aspect_ratio], pixels))
         fit = CROP_FITS[crop]
+        fitted = fit_image(pictures, schedule, fit, upscale_method)             # [B, 3, Hs, Ws] in [-1, 1]
         fitted_mask = None
         if mask is not None:
             fitted_mask = fit_mask(mask, schedule, fit, image_size=(height, width), batch_size=pictures.shape[0])
@@ -116,8 +119,7 @@ class InfinityEncodeImage(io.ComfyNode):
         memory = decode_memory(vae.config, vae_grids(vae.vae, schedule)[-1], batch_size=pictures.shape[0],
                                dtype=vae.vae.dtype)
         comfy_bridge.load_for_inference(vae.patcher, memory_required=memory)
-        bits = encode_image(vae.vae, pictures, schedule, fit, upscale_method)
-        fitted = fit_image(pictures, schedule, fit, upscale_method)             # [B, 3, Hs, Ws] in [-1, 1]
+        bits = encode_image(vae.vae, fitted, schedule, "stretch")             # already at the schedule's size
         device = comfy_bridge.intermediate_device()
         encoded = InfinityEncodedImage(tuple(b.to(device) for b in bits), schedule, pixels, fitted.to(device),
                                        None if fitted_mask is None else fitted_mask.to(device),

@@ -15,6 +15,7 @@ from comfy_api.latest import io
 from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, TAU_RANGE, TOP_K_RANGE,
                            TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
                            per_scale_values, sampling_memory)
+from infinity_core.user_text import quoted
 from . import comfy_bridge, previews
 from .schema import node_schema
 from .types import (InfinityCodes, InfinityCodesSocket, InfinityConditioning, InfinityConditioningSocket,
@@ -29,7 +30,7 @@ ALIASES = ("sampler", "KSampler", "text to image", "txt2img", "img2img", "inpain
 
 def check_aspect_ratio(aspect_ratio: str | None) -> None:
     if aspect_ratio is not None and aspect_ratio not in ASPECT_PRESETS:
-        raise InfinityError(f"aspect_ratio: '{aspect_ratio}' is not a preset; valid: {', '.join(ASPECT_PRESETS)}")
+        raise InfinityError(f"aspect_ratio: {quoted(aspect_ratio)} is not a preset; valid: {', '.join(ASPECT_PRESETS)}")
 
 
 def sampling_config(cfg, aspect_ratio: str | None, encoded_image: InfinityEncodedImage | None = None,
@@ -48,7 +49,7 @@ def sampling_config(cfg, aspect_ratio: str | None, encoded_image: InfinityEncode
 def cfg_schedule_values(cfg_schedule: str, pixels: str) -> tuple[float, ...]:
     """The advanced sampler's text, parsed and checked against the number of scales of `pixels`."""
     if pixels not in PIXEL_BUDGETS:
-        raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {pixels!r}")
+        raise InfinityError(f"pixels must be one of {list(PIXEL_BUDGETS)}, got {quoted(pixels)}")
     values = parse_per_scale(cfg_schedule, "cfg_schedule")
     return per_scale_values("cfg_schedule", values, PIXEL_BUDGETS[pixels], CFG_RANGE)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from infinity_core import InfinityError
-from .node_env import MISMATCHED_VAE, run, sample
+from .node_env import MISMATCHED_VAE, run, sample, validate
 
 
 # --- Image in ----------------------------------------------------------------------------------------------
@@ -134,3 +134,43 @@ def test_pad_for_outpainting_gives_a_schedule_sized_image_and_the_mask_of_the_ne
     assert encoded.schedule == schedule
     codes = sample(registry, models, encoded_image=encoded, keep_scales=0)
     assert codes.codes.shape[-2:] == (schedule.final_grid)
+
+
+# --- odd pictures, masks and margins: the node's own error or a refusal at /prompt, never another exception -----
+
+ODD_ENCODES = [
+    ("a 1 px tall strip, cropped", lambda: _picture(1, 5000), None, {}, r"fit: a 5000x1 px picture is too long"),
+    ("greyscale with alpha", lambda: _picture(64, 64, 3)[..., :2], None, {}, r"image: expected \[B, C, H, W\] with C in"),
+    ("a 4-d mask", lambda: _picture(64, 64), torch.ones(1, 1, 64, 64), {}, r"mask: expected \[H, W\] or \[B, H, W\]"),
+    ("a mask batch of 2 for 1 picture", lambda: _picture(64, 64), torch.ones(2, 64, 64), {}, "mask: has 2 entries"),
+    ("a mask beyond 0..1", lambda: _picture(64, 64), torch.full((1, 64, 64), 2.0), {}, r"mask: values must lie in"),
+    ("a NaN picture", lambda: torch.full((1, 8, 8, 3), float("nan")), None, {}, "image: holds NaN"),
+]
+
+
+@pytest.mark.parametrize("case, image, mask, widgets, reason", ODD_ENCODES, ids=[c[0] for c in ODD_ENCODES])
+def test_odd_pictures_and_masks_get_the_nodes_own_error(registry, models, case, image, mask, widgets, reason):
+    with pytest.raises(InfinityError, match=reason):
+        _encode(registry, models, image(), **({"mask": mask} if mask is not None else {}), **widgets)
+    encoded, _ = _encode(registry, models, _picture(64, 64))      # and the next run works as before
+    assert len(encoded.bits) == 7
+
+
+def test_a_strip_is_taken_when_it_is_stretched_and_a_load_image_mask_of_another_size_is_stretched(registry, models):
+    encoded, shown = _encode(registry, models, _picture(1, 5000), crop="disabled")
+    assert shown.shape[1:3] == encoded.schedule.image_size
+    encoded, _ = _encode(registry, models, _picture(200, 300), mask=torch.zeros(1, 64, 64))   # Load Image's empty mask
+    assert encoded.mask.shape == (1, *encoded.schedule.image_size) and encoded.mask.max() == 0
+
+
+def test_extreme_outpaint_values_are_refused_at_prompt_or_by_the_node(registry):
+    widgets = dict(image=["1", 0], left=0, top=0, right=0, bottom=0, feather=0, pixels="0.06M")
+    for change in ({"left": 5000}, {"feather": -1}, {"top": "many"}, {"pixels": "4M"}):
+        assert validate(registry, "InfinityPadForOutpainting", **{**widgets, **change}), change
+    big = torch.zeros(1, 2000, 2000, 3)
+    with pytest.raises(InfinityError, match=r"outpaint canvas: 10192x10192 px is .* at most 67108864"):
+        run(registry, "InfinityPadForOutpainting", image=big, left=4096, top=4096, right=4096, bottom=4096,
+            feather=0, pixels="0.06M")
+    with pytest.raises(InfinityError, match="feather: 40 px is too wide"):
+        run(registry, "InfinityPadForOutpainting", image=_picture(64, 64), left=8, top=0, right=0, bottom=0,
+            feather=40, pixels="0.06M")

@@ -15,12 +15,14 @@ Shapes: B images, l = h*w tokens of the current scale, d bits per token (56 = 4 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from math import prod
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
+from .compiled import CompileConfig, compiled_step
 from .errors import InfinityError
 from .known_image import KnownImage, known_image, vae_grids
 from .sampling_config import PerScale, SamplingConfig, guided_until
@@ -106,8 +108,10 @@ class ScaleSampler:
     through the transformer; 0 skips it) the transformer computes."""
 
     def __init__(self, model: InfinityTransformer, text: TextCondition, uncond_text: TextCondition,
-                 config: SamplingConfig, known: KnownImage | None = None):
+                 config: SamplingConfig, known: KnownImage | None = None, compile: CompileConfig | None = None):
         self.model, self.config, self.known = model, config, known
+        engine = None if compile is None else compiled_step(model, compile)
+        self.forward_scale = model.forward_scale if engine is None else partial(engine, model)
         self.schedule = schedule = config.schedule
         self.batch = text.batch_size
         policy = speed_policy(config.speed)
@@ -122,8 +126,8 @@ class ScaleSampler:
         self.cond_context = self.context.rows(self.batch)                   # once the unconditional half stops
         rows = 2 * self.batch if self.uncond_until else self.batch
         arch = model.config
-        self.cache = KVCache(arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule),
-                             model.compute_dtype, model.device)
+        self.cache = (KVCache if engine is None else engine.cache)(
+            arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule), model.compute_dtype, model.device)
         self.rotations = scale_rotations(schedule, arch.head_dim, model.device)
         self.generators = [torch.Generator(model.device).manual_seed(config.image_seed(i))
                            for i in range(self.batch)]
@@ -154,14 +158,14 @@ class ScaleSampler:
         context = self.context if scale < self.uncond_until else self.cond_context
         if kept == prod(grid):
             self.cache.begin_scale(kept)
-            hidden = self.model.forward_scale(self.tokens, scale, self.rotations[scale], context, self.cache)
+            hidden = self.forward_scale(self.tokens, scale, self.rotations[scale], context, self.cache)
         else:
             hidden = upsample_hidden(self.hidden, self.schedule.grids[scale - 1], grid, rows)   # [rows, l, C]
             if kept:
                 index = pick_tokens(self.tokens[:self.batch], kept, self.redrawn(scale))       # [B, kept]
                 self.cache.begin_scale(kept)
-                own = self.model.forward_scale(take_tokens(self.tokens, index), scale,
-                                               take_rotation(self.rotations[scale], index, rows), context, self.cache)
+                own = self.forward_scale(take_tokens(self.tokens, index), scale,
+                                         take_rotation(self.rotations[scale], index, rows), context, self.cache)
                 hidden = put_tokens(hidden, own, index)
         pruned_next = scale + 1 < self.schedule.num_scales and self.kept_tokens[scale + 1] < prod(self.schedule.grids[scale + 1])
         self.hidden = hidden if pruned_next else None
@@ -251,7 +255,7 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
              seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size, speed: str = _DEFAULTS.speed,
              callback: ProgressCallback | None = None, init_bits: Sequence[torch.Tensor] | None = None,
              init_scales: int = 0, mask: torch.Tensor | None = None,
-             config: SamplingConfig | None = None) -> GenerationResult:
+             config: SamplingConfig | None = None, compile: CompileConfig | None = None) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
     The settings are `SamplingConfig`'s fields, with its defaults; or pass a ready `config` and leave them
@@ -262,7 +266,9 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
     From a picture: `init_bits` is the per-scale list of [1 or B, h, w, d] bits on the VAE grid
     (`vae.encode(...).bits`, `image_in.encode_image`, or an earlier result's `.bits`); scales below
     `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
-    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py)."""
+    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py).
+
+    `compile`: run the transformer's scale step through torch.compile (compiled.py; a plain-weight model)."""
     settings = {"h_div_w": h_div_w, "pixels": pixels, "cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p,
                 "seed": seed, "batch_size": batch_size, "speed": speed}
     if config is None:
@@ -281,7 +287,7 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
               else _broadcast_negative(negative, cond, config.batch_size))
     num_scales = config.schedule.num_scales
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, text, uncond, config, known)
+        sampler = ScaleSampler(transformer, text, uncond, config, known, compile)
         for scale in range(num_scales):
             if callback is not None:
                 callback(scale, num_scales, sampler.codes)

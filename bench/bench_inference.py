@@ -230,6 +230,56 @@ def print_table(results: list[CaseResult], args) -> None:
               f"RSS base {r.rss_base_mb:.0f} MB, peak during generation {r.rss_peak_gen_mb:.0f} MB")
 
 
+MODES = ("exact", "balanced", "fast", "compiled")
+
+
+def compare_modes(args) -> None:
+    """Loop seconds of the speed modes and of the compiled step against exact, alternating run by run at each
+    size (one table row per mode; `compiled` is exact's computation through torch.compile on a model with plain
+    weights, since a prepacked CPU model cannot be compiled)."""
+    from safetensors.torch import load_file
+
+    from infinity_core import TextCondition, generate, load_transformer
+    from infinity_core.clock import DeviceClock
+    from infinity_core.compiled import CompileConfig
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    settings = json.loads((args.bench_dir / "bench_config.json").read_text())["sampling"]
+    weights = args.bench_dir / "infinity_bench_d8c512.safetensors"
+    model = load_transformer(weights, device, dtype, prepack=not args.plain_matmul)
+    cond = TextCondition.from_features([load_file(str(args.bench_dir / "bench_text_features.safetensors"))["kv_compact"]])
+    plain = load_transformer(weights, device, dtype, prepack=False) if "compiled" in args.modes else None
+    runs = {"exact": (model, {}), "balanced": (model, {"speed": "balanced"}), "fast": (model, {"speed": "fast"}),
+            "compiled": (plain, {"compile": CompileConfig()})}
+    clock = DeviceClock(device)
+    for size in args.sizes:
+        pixels = SIZE_TO_PIXELS[size]
+        config = dict(h_div_w=1.0, pixels=pixels, cfg=settings["cfg"], tau=settings["tau"], top_k=settings["top_k"],
+                      top_p=settings["top_p"], seed=settings["g_seed"])
+        compile_s = float("nan")
+        if "compiled" in args.modes:      # the first compiled run compiles: timed apart
+            start = clock()
+            generate(plain, cond, **config, compile=CompileConfig())
+            compile_s = clock() - start
+        seconds = {mode: [] for mode in args.modes}
+        for _ in range(args.runs):        # back to back, alternating: every mode sees the same machine
+            for mode in args.modes:
+                transformer, extra = runs[mode]
+                start = clock()
+                generate(transformer, cond, **config, **extra)
+                seconds[mode].append(clock() - start)
+        exact = statistics.median(seconds["exact"]) if "exact" in seconds else float("nan")
+        print(f"\n{size} px ({pixels}), {args.runs} alternating runs, {args.device} {args.dtype}, "
+              f"{args.threads} threads (first compiled run, compiling: {compile_s:.1f} s)\n")
+        print("| mode | loop s median (min - max) | speed-up vs exact median (range over runs) |\n|---|---|---|")
+        for mode, times in seconds.items():
+            ratios = [e / t for e, t in zip(seconds.get("exact", times), times)]
+            print(f"| {mode} | {statistics.median(times):.3f} ({min(times):.3f} - {max(times):.3f}) | "
+                  f"{exact / statistics.median(times):.2f}x ({min(ratios):.2f} - {max(ratios):.2f}) |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], choices=sorted(SIZE_TO_PIXELS))
@@ -243,6 +293,8 @@ def main() -> int:
     parser.add_argument("--plain-matmul", action="store_true",
                         help="on a CPU, keep PyTorch's default (MKL) matmuls instead of oneDNN-prepacked weights")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--modes", nargs="+", choices=MODES,
+                        help="instead of the table: these speed modes (and the compiled step) against exact, alternating")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)   # internal: run one size in this process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -251,6 +303,10 @@ def main() -> int:
         return 2
     if args.smoke:
         args.sizes, args.runs, args.warmup = [256], 1, 0
+    if args.modes:
+        args.modes = ["exact"] + [mode for mode in args.modes if mode != "exact"]
+        compare_modes(args)
+        return 0
     if args.case is not None:
         print(json.dumps(asdict(run_case(args))))
         return 0

@@ -17,6 +17,7 @@ from .sampling import GenerationResult, ProgressCallback, generate
 from .sampling_config import (CFG_RANGE, MAX_BATCH, SEED_RANGE, TAU_RANGE, TOP_K_RANGE, TOP_P_RANGE, SamplingConfig,
                               parse_per_scale, per_scale_values)
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, Schedule, get_schedule, parse_aspect
+from .speed import SPEED_MODES
 from .text import TextCondition
 from .text_encoder import T5TextEncoder, load_text_encoder
 from .transformer.cpu_kernels import prepack_for_cpu
@@ -24,7 +25,7 @@ from .transformer.kv_cache import sampling_memory
 
 __all__ = [
     "CFG_RANGE", "MAX_BATCH", "ProgressCallback", "SEED_RANGE", "TAU_RANGE", "TOP_K_RANGE", "TOP_P_RANGE",
-    "parse_per_scale", "per_scale_values", "sampling_memory",
+    "SPEED_MODES", "parse_per_scale", "per_scale_values", "sampling_memory",
     "ASPECT_PRESETS", "GenerationResult", "InfinityError", "InfinityPipeline", "PIXEL_BUDGETS", "SamplingConfig",
     "Schedule", "T5TextEncoder", "TRANSFORMER_PRESETS", "TextCondition", "TransformerConfig", "VAEConfig",
     "VAE_PRESETS", "check_pair", "generate", "get_schedule", "load_text_encoder", "load_transformer", "load_vae",

@@ -27,6 +27,7 @@ from .output import OutputPaths
 from .picture_file import open_picture, picture_planes
 from .pipeline import InfinityPipeline, to_pil
 from .sampling_config import SamplingConfig, parse_per_scale
+from .speed import SPEED_MODES
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
 from .text_encoder import check_text_encoder_folder
 from .user_text import quoted
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--pixels", default=None, choices=list(PIXEL_BUDGETS),
                      help="pixel budget (default: the model file's own, else 1M)")
     gen.add_argument("--batch", type=int, help="images per prompt (default 1)")
+    gen.add_argument("--speed", choices=SPEED_MODES, help="exact (default: the official computation), balanced or "
+                     "fast: less work at the last scales, at a measured cost (README, Speed modes)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best available)")
     gen.add_argument("--image", type=Path, help="start from this picture (any size; fitted per --fit)")
     gen.add_argument("--mask", type=Path, help="inpaint: a PNG whose white (or, with alpha, opaque) pixels are redrawn")
@@ -147,7 +150,7 @@ def sampling_config(args: argparse.Namespace, picture: Picture | None, model_set
         h_div_w = None
     given = {
         "h_div_w": h_div_w, "pixels": pixels, "seed": args.seed, "batch_size": args.batch, "top_k": args.top_k,
-        "top_p": args.top_p,
+        "top_p": args.top_p, "speed": args.speed,
         "cfg": parse_per_scale(args.cfg, "cfg") if args.cfg is not None else None,
         "tau": parse_per_scale(args.tau, "tau") if args.tau is not None else None}
     return SamplingConfig.from_keywords(model_settings | {k: v for k, v in given.items() if v is not None})

@@ -44,12 +44,11 @@ class KnownImage:
     keep_scales: int                                # scales below it take the image's bits everywhere
     keep_tokens: tuple[torch.Tensor, ...] | None    # per scale [n, l, 1] bool, True = the image's bits (mask only)
     keep_latents: torch.Tensor | None               # [n, 1, 1, H, W] bool at the final VAE grid (mask only)
+    whole_scales: tuple[bool, ...]                  # per scale: every token takes the image's bits (read once)
 
     def keeps_whole(self, scale: int) -> bool:
         """Whether every token of `scale` takes the image's bits (nothing to sample there)."""
-        if scale < self.keep_scales:
-            return True
-        return self.keep_tokens is not None and bool(self.keep_tokens[scale].all())
+        return self.whole_scales[scale]
 
 
 def vae_grids(schedule: Schedule, config: TransformerConfig) -> list[tuple[int, int]]:
@@ -136,4 +135,9 @@ def known_image(init_bits: Sequence[torch.Tensor] | None, init_scales: int, mask
                             for grid in schedule.grids)
         latent_grid = vae_grids(schedule, config)[-1]
         keep_latents = (F.interpolate(redrawn, size=latent_grid, mode="nearest") == 0).unsqueeze(2)  # [n, 1, 1, H, W]
-    return KnownImage(tuple(token_bits), tuple(b.to(device) for b in bits), init_scales, keep_tokens, keep_latents)
+    # which scales keep every token, read from the device here in one transfer: the sampler's loop never waits
+    kept_everywhere = [False] * schedule.num_scales if keep_tokens is None else \
+        torch.stack([keep.all() for keep in keep_tokens]).tolist()
+    whole = [scale < init_scales or kept for scale, kept in enumerate(kept_everywhere)]
+    return KnownImage(tuple(token_bits), tuple(b.to(device) for b in bits), init_scales, keep_tokens, keep_latents,
+                      tuple(whole))

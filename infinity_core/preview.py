@@ -18,13 +18,13 @@ gets a frame, and it is the cheapest one: the first scale's grid is the smallest
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .clock import DeviceClock
 from .image_in import vae_grids
 from .schedules import Schedule
 from .vae.autoencoder import BitwiseVAE
@@ -74,7 +74,7 @@ class PreviewPacer:
     preview has more pixels), and the first has no last one, so the bound holds up to one frame: at most
     `share` of the run plus the costliest frame."""
 
-    def __init__(self, share: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, share: float, clock: Callable[[], float]):
         self.share = share
         self.clock = clock
         self.start: float | None = None
@@ -108,10 +108,11 @@ class ScalePreviews:
     pacer's budget is that run's."""
 
     def __init__(self, vae: BitwiseVAE, schedule: Schedule, share: float = PREVIEW_SHARE,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] | None = None):
         self.vae = vae
         self.grids = vae_grids(vae, schedule)                 # per scale, the VAE grid (h, w) it fills
-        self.pacer = PreviewPacer(share, clock)
+        # scales and frames are timed on the device's clock (None: the VAE's device)
+        self.pacer = PreviewPacer(share, clock or DeviceClock(vae.decoder.conv_in.weight.device))
         self.frames = 0
 
     def __call__(self, done: int, total: int, codes: torch.Tensor) -> np.ndarray | None:

@@ -15,15 +15,19 @@ Shapes: B images, l = h*w tokens of the current scale, d bits per token (56 = 4 
 from __future__ import annotations
 
 import logging
+from functools import partial
+from math import prod
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
+from .compiled import CompileConfig, compiled_step
 from .errors import InfinityError
 from .known_image import KnownImage, known_image, vae_grids
-from .sampling_config import PerScale, SamplingConfig
+from .sampling_config import PerScale, SamplingConfig, guided_until
 from .schedules import Schedule
+from .speed import pick_tokens, put_tokens, speed_policy, take_rotation, take_tokens, upsample_hidden
 from .text import TextCondition
 from .user_text import quoted
 from .vae.bsq import PATCHIFY_FACTOR, accumulate_codes, bits_to_codes, next_scale_input, unpatchify_bits
@@ -90,25 +94,32 @@ def sample_bits(logits: torch.Tensor, top_k: int, top_p: float,
 
 
 def scale_rotations(schedule: Schedule, head_dim: int, device) -> list[torch.Tensor | None]:
-    """Per scale the RoPE table [h*w, hd/2] (complex), None where it is the identity (every token at (0, 0):
-    the 1x1 scale), so that scale skips the rotation."""
-    tables = rope_table(schedule, head_dim).split([h * w for h, w in schedule.grids])
-    return [None if bool((table == 1).all()) else table.to(device) for table in tables]
+    """Per scale the RoPE table [2, h*w, hd/2] (cos, sin), None where it is the identity (the 1x1 scale: its
+    one token sits at (0, 0)), so that scale skips the rotation."""
+    tables = rope_table(schedule, head_dim).split([h * w for h, w in schedule.grids], dim=1)
+    return [None if h * w == 1 else table.to(device) for (h, w), table in zip(schedule.grids, tables)]
 
 
 class ScaleSampler:
     """The state of one generation: KV cache, random generators, summed codes and the next scale's input.
 
     `step(scale)` is the algorithm: logits (transformer and head, tempered and guided), bits sampled from
-    them (or the known image's), their codes added to the sum, the next scale's input resized from it."""
+    them (or the known image's), their codes added to the sum, the next scale's input resized from it.
+    The speed mode (speed.py) says which rows (guidance per scale) and which tokens (per scale, how many run
+    through the transformer; 0 skips it) the transformer computes."""
 
     def __init__(self, model: InfinityTransformer, text: TextCondition, uncond_text: TextCondition,
-                 config: SamplingConfig, known: KnownImage | None = None):
+                 config: SamplingConfig, known: KnownImage | None = None, compile: CompileConfig | None = None):
         self.model, self.config, self.known = model, config, known
+        engine = None if compile is None else compiled_step(model, compile)
+        self.forward_scale = model.forward_scale if engine is None else partial(engine, model)
         self.schedule = schedule = config.schedule
         self.batch = text.batch_size
+        policy = speed_policy(config.speed)
+        self.cfg_per_scale = policy.cfg_per_scale(config.cfg_per_scale)
+        self.kept_tokens = policy.kept_tokens(schedule.grids)                # per scale, tokens through the blocks
         # The unconditional half runs while any remaining scale guides (its KV cache feeds later scales).
-        self.uncond_until = config.guided_until
+        self.uncond_until = guided_until(self.cfg_per_scale)
         # The transformer runs up to the last scale that samples; a kept scale before it only fills the cache.
         self.run_until = max((s + 1 for s in range(schedule.num_scales)
                               if known is None or not known.keeps_whole(s)), default=0)
@@ -116,13 +127,14 @@ class ScaleSampler:
         self.cond_context = self.context.rows(self.batch)                   # once the unconditional half stops
         rows = 2 * self.batch if self.uncond_until else self.batch
         arch = model.config
-        self.cache = KVCache(arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule),
-                             model.compute_dtype, model.device)
+        self.cache = (KVCache if engine is None else engine.cache)(
+            arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule), model.compute_dtype, model.device)
         self.rotations = scale_rotations(schedule, arch.head_dim, model.device)
         self.generators = [torch.Generator(model.device).manual_seed(config.image_seed(i))
                            for i in range(self.batch)]
         self.patchify = arch.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
+        self.hidden = None     # [rows, l, C] the last scale's hidden states, kept when the next scale is pruned
         latent_bits = arch.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
         final_h, final_w = vae_grids(schedule, arch)[-1]
         self.summed_codes = torch.empty(self.batch, latent_bits, 1, final_h, final_w, device=model.device,
@@ -141,16 +153,34 @@ class ScaleSampler:
         return 2 * self.batch if scale < self.uncond_until else self.batch
 
     def forward(self, scale: int):
-        """The transformer on the pending scale, writing its KV cache: hidden [rows, l, C] and their context."""
-        h, w = self.schedule.grids[scale]
-        self.cache.begin_scale(h * w)
+        """The transformer on the pending scale, writing its KV cache: hidden [rows, l, C] and their context.
+        At a pruned scale only the kept tokens run; the others take the coarser scale's states (speed.py)."""
+        grid, kept, rows = self.schedule.grids[scale], self.kept_tokens[scale], self.rows(scale)
         context = self.context if scale < self.uncond_until else self.cond_context
-        return self.model.forward_scale(self.tokens, scale, self.rotations[scale], context, self.cache), context
+        if kept == prod(grid):
+            self.cache.begin_scale(kept)
+            hidden = self.forward_scale(self.tokens, scale, self.rotations[scale], context, self.cache)
+        else:
+            hidden = upsample_hidden(self.hidden, self.schedule.grids[scale - 1], grid, rows)   # [rows, l, C]
+            if kept:
+                index = pick_tokens(self.tokens[:self.batch], kept, self.redrawn(scale))       # [B, kept]
+                self.cache.begin_scale(kept)
+                own = self.forward_scale(take_tokens(self.tokens, index), scale,
+                                         take_rotation(self.rotations[scale], index, rows), context, self.cache)
+                hidden = put_tokens(hidden, own, index)
+        pruned_next = scale + 1 < self.schedule.num_scales and self.kept_tokens[scale + 1] < prod(self.schedule.grids[scale + 1])
+        self.hidden = hidden if pruned_next else None
+        return hidden, context
+
+    def redrawn(self, scale: int) -> torch.Tensor | None:
+        """[n, l, 1] bool: the tokens inpainting redraws at `scale` (None without a mask)."""
+        keep = None if self.known is None else self.known.keep_tokens
+        return None if keep is None else ~keep[scale]
 
     def scale_logits(self, scale: int) -> torch.Tensor:
         """Guided, tempered bit logits [B, l, d, 2] of the pending scale."""
         hidden, context = self.forward(scale)                                # [rows, l, C]
-        cfg, tau = self.config.cfg_per_scale[scale], self.config.tau_per_scale[scale]
+        cfg, tau = self.cfg_per_scale[scale], self.config.tau_per_scale[scale]
         if cfg == 1:    # the unconditional rows, if still running, only feed the KV cache
             hidden, context = hidden[:self.batch], self.cond_context
         logits = self.model.logits(hidden, context).mul(1 / tau)            # [rows, l, 2d]
@@ -223,10 +253,10 @@ _DEFAULTS = SamplingConfig()
 def generate(transformer: InfinityTransformer, cond: TextCondition, negative: TextCondition | None = None, *,
              h_div_w: float = _DEFAULTS.h_div_w, pixels: str = _DEFAULTS.pixels, cfg: PerScale = _DEFAULTS.cfg,
              tau: PerScale = _DEFAULTS.tau, top_k: int = _DEFAULTS.top_k, top_p: float = _DEFAULTS.top_p,
-             seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size,
+             seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size, speed: str = _DEFAULTS.speed,
              callback: ProgressCallback | None = None, init_bits: Sequence[torch.Tensor] | None = None,
              init_scales: int = 0, mask: torch.Tensor | None = None,
-             config: SamplingConfig | None = None) -> GenerationResult:
+             config: SamplingConfig | None = None, compile: CompileConfig | None = None) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
     The settings are `SamplingConfig`'s fields, with its defaults; or pass a ready `config` and leave them
@@ -237,9 +267,11 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
     From a picture: `init_bits` is the per-scale list of [1 or B, h, w, d] bits on the VAE grid
     (`vae.encode(...).bits`, `image_in.encode_image`, or an earlier result's `.bits`); scales below
     `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
-    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py)."""
+    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py).
+
+    `compile`: run the transformer's scale step through torch.compile (compiled.py; a plain-weight model)."""
     settings = {"h_div_w": h_div_w, "pixels": pixels, "cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p,
-                "seed": seed, "batch_size": batch_size}
+                "seed": seed, "batch_size": batch_size, "speed": speed}
     if config is None:
         config = SamplingConfig(**settings)
     else:
@@ -263,7 +295,7 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
               else _broadcast_negative(negative, cond, config.batch_size))
     num_scales = config.schedule.num_scales
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, text, uncond, config, known)
+        sampler = ScaleSampler(transformer, text, uncond, config, known, compile)
         for scale in range(num_scales):
             if callback is not None:
                 callback(scale, num_scales, sampler.codes)

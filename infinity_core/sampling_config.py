@@ -21,6 +21,7 @@ from typing import Sequence
 from .errors import InfinityError
 from .user_text import quoted
 from .schedules import PIXEL_BUDGETS, Schedule, get_schedule
+from .speed import speed_policy
 
 CFG_RANGE = (0.0, 100.0)        # 1 = no guidance; upstream's demos use 3-4
 TAU_RANGE = (0.01, 5.0)         # logits are multiplied by 1 / tau, so tau must stay away from 0
@@ -87,6 +88,11 @@ def parse_per_scale(text: str, name: str) -> PerScale:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def guided_until(cfg_per_scale: Sequence[float]) -> int:
+    """One past the last scale whose cfg is not 1 (0: no scale is guided)."""
+    return max((i + 1 for i, c in enumerate(cfg_per_scale) if c != 1), default=0)
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """The settings of one generation. Checked on construction; `cfg` and `tau` take one value for every
@@ -100,6 +106,7 @@ class SamplingConfig:
     top_p: float = 0.97         # per bit: a bit whose less likely value has p <= 1 - top_p is fixed; 0 = off
     seed: int = 0               # image i of a batch uses seed + i (mod 2**64): each is reproducible alone
     batch_size: int = 1         # images per prompt
+    speed: str = "exact"        # "exact" (the official computation), "balanced" or "fast": see speed.py
 
     schedule: Schedule = field(init=False, repr=False, compare=False)
     cfg_per_scale: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -125,6 +132,7 @@ class SamplingConfig:
         set_field(self, "top_p", _finite_in("top_p", self.top_p, TOP_P_RANGE))
         set_field(self, "seed", _int_in("seed", self.seed, SEED_RANGE))
         set_field(self, "batch_size", _int_in("batch_size", self.batch_size, (1, MAX_BATCH)))
+        speed_policy(self.speed)
 
     @classmethod
     def from_keywords(cls, settings: dict) -> "SamplingConfig":
@@ -143,7 +151,7 @@ class SamplingConfig:
     @property
     def guided_until(self) -> int:
         """One past the last guided scale: the unconditional rows run (and fill their KV cache) until then."""
-        return max((i + 1 for i, c in enumerate(self.cfg_per_scale) if c != 1), default=0)
+        return guided_until(self.cfg_per_scale)
 
     def image_seed(self, index: int) -> int:
         """The seed of image `index` of the batch (over all prompts, in output order)."""

@@ -10,6 +10,7 @@ ComfyUI's model folders, devices, progress and previews onto `infinity_core`. Th
 from comfy_api.latest import ComfyExtension, io
 
 from . import model_folders, routes  # noqa: F401  (routes registers GET /infinity/output_sizes)
+from .compile import InfinityCompileModel
 from .decode import InfinityTokenizerDecode, InfinityTokenizerDecodeTiled
 from .image_in import InfinityEncodeImage, InfinityPadForOutpainting
 from .loader import InfinityTextEncoderLoader, InfinityTransformerLoader, InfinityVAELoader
@@ -21,7 +22,7 @@ model_folders.register_infinity_folder()
 NODES: tuple[type[io.ComfyNode], ...] = (
     InfinityTransformerLoader, InfinityVAELoader, InfinityTextEncoderLoader, InfinityTextEncode,
     InfinityBitwiseSampler, InfinityBitwiseSamplerAdvanced, InfinityTokenizerDecode, InfinityTokenizerDecodeTiled,
-    InfinityEncodeImage, InfinityPadForOutpainting,
+    InfinityEncodeImage, InfinityPadForOutpainting, InfinityCompileModel,
 )
 
 

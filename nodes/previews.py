@@ -2,7 +2,7 @@
 time budget (see infinity_core/preview.py for the method and its cost)."""
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -11,7 +11,7 @@ from infinity_core import Schedule
 from infinity_core.preview import PREVIEW_SHARE, ScalePreviews
 from .types import InfinityVAE
 
-clock = time.monotonic
+clock: Callable[[], float] | None = None   # None: the VAE device's clock (infinity_core.clock.DeviceClock)
 
 
 def renderer(vae: InfinityVAE, schedule: Schedule):

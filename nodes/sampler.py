@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, TAU_RANGE, TOP_K_RANGE,
-                           TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
+from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, SPEED_MODES, TAU_RANGE,
+                           TOP_K_RANGE, TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
                            per_scale_values, sampling_memory)
 from infinity_core.user_text import quoted
 from . import comfy_bridge, previews
@@ -102,7 +102,7 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
     result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
-                      callback=comfy_bridge.progress(schedule.num_scales, preview), **from_image)
+                      callback=comfy_bridge.progress(schedule.num_scales, preview), compile=model.compile, **from_image)
     paste = None
     if encoded_image is not None and encoded_image.mask is not None:
         paste = InpaintPaste(encoded_image.picture, encoded_image.mask)
@@ -146,6 +146,10 @@ def _sampler_inputs(guidance: io.Input) -> list[io.Input]:
         InfinityEncodedImageSocket.Input("encoded_image", optional=True,
                                          tooltip="Optional: a picture from Infinity Encode Image, for img2img "
                                                  "(keep_scales) and, with its mask, inpainting."),
+        io.Combo.Input("speed", options=list(SPEED_MODES), default=DEFAULTS.speed, optional=True,
+                       tooltip="exact: the model's own computation. balanced and fast do less work at the last "
+                               "scales (guidance off there; fast also computes fewer tokens), at a measured cost "
+                               "in detail (README, Speed modes)."),
     ]
 
 
@@ -170,16 +174,19 @@ class InfinityBitwiseSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, seed, cfg, tau, top_k, top_p, aspect_ratio, pixels, batch_size) -> bool | str:
+    def validate_inputs(cls, seed, cfg, tau, top_k, top_p, aspect_ratio, pixels, batch_size,
+                        speed=DEFAULTS.speed) -> bool | str:
         return _validation_error(lambda: sampling_config(cfg, aspect_ratio, seed=seed, tau=tau, top_k=top_k,
-                                                         top_p=top_p, pixels=pixels, batch_size=batch_size))
+                                                         top_p=top_p, pixels=pixels, batch_size=batch_size,
+                                                         speed=speed))
 
     @classmethod
     def execute(cls, model: InfinityModel, conditioning: InfinityConditioning, seed: int, cfg: float, tau: float,
                 top_k: int, top_p: float, aspect_ratio: str, pixels: str, batch_size: int, keep_scales: int = 0,
-                vae: InfinityVAE | None = None, encoded_image: InfinityEncodedImage | None = None) -> io.NodeOutput:
+                vae: InfinityVAE | None = None, encoded_image: InfinityEncodedImage | None = None,
+                speed: str = DEFAULTS.speed) -> io.NodeOutput:
         config = sampling_config(cfg, aspect_ratio, encoded_image, seed=seed, tau=tau, top_k=top_k, top_p=top_p,
-                                 pixels=pixels, batch_size=batch_size)
+                                 pixels=pixels, batch_size=batch_size, speed=speed)
         return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))
 
 
@@ -200,19 +207,21 @@ class InfinityBitwiseSamplerAdvanced(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, seed, cfg_schedule, tau, top_k, top_p, aspect_ratio, pixels, batch_size) -> bool | str:
+    def validate_inputs(cls, seed, cfg_schedule, tau, top_k, top_p, aspect_ratio, pixels, batch_size,
+                        speed=DEFAULTS.speed) -> bool | str:
         def check():
             cfg = None if cfg_schedule is None or pixels is None else cfg_schedule_values(cfg_schedule, pixels)
             sampling_config(cfg, aspect_ratio, seed=seed, tau=tau, top_k=top_k, top_p=top_p, pixels=pixels,
-                            batch_size=batch_size)
+                            batch_size=batch_size, speed=speed)
         return _validation_error(check)
 
     @classmethod
     def execute(cls, model: InfinityModel, conditioning: InfinityConditioning, seed: int, cfg_schedule: str,
                 tau: float, top_k: int, top_p: float, aspect_ratio: str, pixels: str, batch_size: int,
                 keep_scales: int = 0, vae: InfinityVAE | None = None,
-                encoded_image: InfinityEncodedImage | None = None) -> io.NodeOutput:
+                encoded_image: InfinityEncodedImage | None = None, speed: str = DEFAULTS.speed) -> io.NodeOutput:
         pixels = encoded_image.pixels if encoded_image is not None else pixels
         config = sampling_config(cfg_schedule_values(cfg_schedule, pixels), aspect_ratio, encoded_image, seed=seed,
-                                 tau=tau, top_k=top_k, top_p=top_p, pixels=pixels, batch_size=batch_size)
+                                 tau=tau, top_k=top_k, top_p=top_p, pixels=pixels, batch_size=batch_size,
+                                 speed=speed)
         return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))

@@ -14,6 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import Schedule, T5TextEncoder, TextCondition, TransformerConfig, VAEConfig
+from infinity_core.compiled import CompileConfig
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
 
@@ -31,6 +32,7 @@ class InfinityModel:
 
     patcher: Any
     file_name: str
+    compile: CompileConfig | None = None      # set by Infinity Compile Model
 
     @property
     def transformer(self) -> InfinityTransformer:

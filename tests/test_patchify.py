@@ -60,3 +60,22 @@ def test_patchify_vae_decodes_the_codes_to_the_schedule_size(model):
     with torch.inference_mode():
         image = vae.decode(result.codes)
     assert image.shape[-2:] == get_schedule(0.5, "0.06M").image_size
+
+
+@pytest.mark.parametrize("speed", ["balanced", "fast"])
+def test_speed_modes_run_with_patchify(model, speed):
+    """A mode's pruning and fill-back work on 56-bit tokens: the exact scales before the mode's first are
+    kept, every scale has its 2x2 latent bits, and a second run repeats them."""
+    from infinity_core.speed import POLICIES
+    cond = TextCondition.from_features([torch.randn(5, 32, generator=torch.Generator().manual_seed(1))])
+    schedule = get_schedule(1.0, "0.06M")
+    settings = dict(pixels="0.06M", cfg=2.0, tau=1.0, seed=0)
+    exact = generate(model, cond, **settings)
+    result = generate(model, cond, **settings, speed=speed)
+    policy = POLICIES[speed]
+    first = schedule.num_scales - max(policy.unguided_last, len(policy.token_share_last))
+    assert [tuple(b.shape) for b in result.bits] == [(1, 2 * h, 2 * w, 14) for h, w in schedule.grids]
+    assert all(torch.equal(a, b) for a, b in zip(result.bits[:first], exact.bits[:first]))
+    assert not all(torch.equal(a, b) for a, b in zip(result.bits[first:], exact.bits[first:]))
+    again = generate(model, cond, **settings, speed=speed)
+    assert all(torch.equal(a, b) for a, b in zip(again.bits, result.bits))

@@ -121,3 +121,17 @@ def test_scale_previews_render_each_due_scale_at_its_grid():
         assert (pictures[done] == render_preview(vae, codes, schedule.grids[done - 1])).all()
     assert pictures[1].shape[:2] == (2 * vae.config.downsample,) * 2        # the first scale: 2x2 cells
     assert previews.frames == total - 1 and previews.seconds == total - 1
+
+
+def test_previews_time_scales_on_the_device_clock():
+    """Without a clock given, the pacer reads the VAE device's clock: on a CPU, perf_counter's seconds."""
+    import time
+
+    from infinity_core.clock import DeviceClock
+    vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
+    previews = ScalePreviews(vae, SamplingConfig(pixels="0.06M").schedule)
+    assert isinstance(previews.pacer.clock, DeviceClock) and previews.pacer.clock.device.type == "cpu"
+    before, reference = previews.pacer.clock(), time.perf_counter()
+    time.sleep(0.02)
+    elapsed, reference_elapsed = previews.pacer.clock() - before, time.perf_counter() - reference
+    assert 0.02 <= elapsed <= reference_elapsed + 0.005

@@ -46,7 +46,8 @@ def test_parse_per_scale():
 def test_generate_keywords_are_the_configs_fields_with_its_defaults():
     generate_defaults = {name: p.default for name, p in inspect.signature(generate).parameters.items()}
     config_defaults = {name: p.default for name, p in inspect.signature(SamplingConfig).parameters.items()}
-    assert set(config_defaults) == {"h_div_w", "pixels", "cfg", "tau", "top_k", "top_p", "seed", "batch_size"}
+    assert set(config_defaults) == {"h_div_w", "pixels", "cfg", "tau", "top_k", "top_p", "seed", "batch_size",
+                                    "speed"}
     assert all(generate_defaults[name] == default for name, default in config_defaults.items())
     assert {"callback", "init_bits", "init_scales", "mask", "config"} <= set(generate_defaults)
 

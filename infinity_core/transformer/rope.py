@@ -23,21 +23,22 @@ def _scale_positions(h: int, w: int, rope_h: int, rope_w: int) -> tuple[torch.Te
 
 
 def rope_table(schedule: Schedule, head_dim: int) -> torch.Tensor:
-    """Unit rotations cos + i*sin, [L, head_dim/2] complex64, for the L tokens of `schedule` in sampling order."""
+    """Unit rotations as (cos, sin), [2, L, head_dim/2] float32, for the L tokens of `schedule` in sampling order."""
     quarter = head_dim // 4
     inv_freq = 1.0 / (ROPE_BASE ** (torch.arange(0, 2 * quarter, 2).float() / (2 * quarter)))   # [head_dim/4]
     rope_h, rope_w = schedule.rope_grid
     rows, cols = zip(*(_scale_positions(h, w, rope_h, rope_w) for h, w in schedule.grids))
     rows, cols = torch.cat(rows).float(), torch.cat(cols).float()                                # [L]
     angles = torch.cat([torch.outer(rows, inv_freq), torch.outer(cols, inv_freq)], dim=-1)       # [L, head_dim/2]
-    return torch.complex(torch.cos(angles), torch.sin(angles))
+    return torch.stack((torch.cos(angles), torch.sin(angles)))
 
 
 def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs of x [..., l, head_dim] (fp32, any layout with head_dim contiguous) by
-    `rotation` [l, head_dim/2]; fp32 out.
+    `rotation` [2, ..., l, head_dim/2] (cos, sin; broadcast against x's leading dimensions); fp32 out.
 
-    The pair (x[2p], x[2p+1]) read as the complex number x[2p] + i*x[2p+1] times cos + i*sin is exactly
-    upstream's (cos*x0 - sin*x1, sin*x0 + cos*x1), in one fused kernel instead of six temporaries."""
-    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))                      # [..., l, head_dim/2]
-    return torch.view_as_real(pairs * rotation).flatten(-2)                       # [..., l, head_dim]
+    Upstream's (cos*x0 - sin*x1, sin*x0 + cos*x1) in real arithmetic (which compilers generate code for),
+    written in the order that rounds as the complex product (x0 + i*x1)(cos + i*sin) does: the same bits."""
+    cos, sin = rotation.unbind(0)                                                 # [..., l, head_dim/2]
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)                                  # [..., l, head_dim/2]
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)

@@ -19,7 +19,7 @@ from .node_env import (CORE_NODE_TYPES, EXAMPLES, PACK, REPO, V1_NODE_IDS, WORKF
 
 def test_v3_registration_through_comfy_entrypoint_without_v1_mappings(env, registry):
     """ComfyUI ignores comfy_entrypoint in a module that also exports NODE_CLASS_MAPPINGS."""
-    assert V1_NODE_IDS | {"InfinityEncodeImage", "InfinityPadForOutpainting"} == set(registry)
+    assert V1_NODE_IDS | {"InfinityEncodeImage", "InfinityPadForOutpainting", "InfinityCompileModel"} == set(registry)
     assert not hasattr(env, "NODE_CLASS_MAPPINGS") and not hasattr(env.nodes, "NODE_CLASS_MAPPINGS")
     io = sys.modules["comfy_api.latest"].io
     assert all(issubclass(cls, io.ComfyNode) for cls in registry.values())

@@ -28,6 +28,7 @@ from .output import OutputPaths
 from .pipeline import InfinityPipeline, to_pil
 from .sampling_config import SamplingConfig, parse_per_scale
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
+from .trained_sizes import trained_sizes
 from .weights import model_defaults
 
 PACK_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -193,6 +194,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     outputs = OutputPaths.plan(args.output, config.batch_size, overwrite=args.overwrite,
                                inputs=[p for p in (args.image, args.mask) if p is not None])
     log.info("shape: %s; seed %d, %d image(s)", describe(config.schedule), config.seed, config.batch_size)
+    sizes = trained_sizes(args.transformer)
+    outside = sizes.warning(config.schedule, config.pixels) if sizes is not None else None
+    if outside:
+        log.warning("warning: %s", outside)
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=device,
                                        with_encoder=picture is not None)
     check_fits(pipe.transformer, pipe.vae, config)

@@ -30,6 +30,7 @@ from .sampling_config import SamplingConfig, parse_per_scale
 from .speed import SPEED_MODES
 from .schedules import ASPECT_PRESETS, PIXEL_BUDGETS, describe, parse_aspect
 from .text_encoder import check_text_encoder_folder
+from .trained_sizes import trained_sizes
 from .user_text import quoted
 from .weights import model_defaults, read_model_metadata
 
@@ -218,6 +219,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     fitted = fit_picture(picture, config, args) if picture is not None else None
     check_model_files(args)
     log.info("shape: %s; seed %d, %d image(s)", describe(config.schedule), config.seed, config.batch_size)
+    sizes = trained_sizes(args.transformer)
+    outside = sizes.warning(config.schedule, config.pixels) if sizes is not None else None
+    if outside:
+        log.warning("warning: %s", outside)
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=device,
                                        with_encoder=picture is not None)
     check_fits(pipe.transformer, pipe.vae, config)

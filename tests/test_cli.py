@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from infinity_core import InfinityPipeline, image_in, to_uint8
 from infinity_core.cli import DEMO_TRANSFORMER
 from infinity_core.schedules import get_schedule
+from infinity_core.trained_sizes import TrainedSizes
 from standin_models import build_standin_models, write_mismatched_vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +171,17 @@ def test_the_model_files_metadata_sets_its_size_whatever_its_name(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _png(tmp_path / "d.png").shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("aspect, warned", [("1:1", False), ("2:1", True)])
+def test_a_run_outside_the_models_trained_sizes_warns_and_still_runs(models, tmp_path, aspect, warned):
+    sized = tmp_path / "sized.safetensors"
+    save_file(load_file(models["transformer"]), str(sized),
+              metadata=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)).to_metadata())
+    done = _cli({**models, "transformer": sized}, "--aspect", aspect, "-o", str(tmp_path / "w.png"))
+    assert done.returncode == 0, done.stderr
+    assert ("not trained at the aspect ratio 2:1 (landscape)" in done.stderr) == warned
+    assert ("it was trained at 0.06M and aspect ratios 1:1" in done.stderr) == warned
 
 
 def test_model_refusals_name_both_files(models, tmp_path):

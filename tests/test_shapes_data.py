@@ -189,3 +189,13 @@ def test_two_objects_in_neighbouring_cells_are_drawn_smaller_and_apart(canvas):
         red_right = np.nonzero(masks[0])[1].max()
         green_left = np.nonzero(masks[1])[1].min()
         assert red_right < green_left                       # a background column or more between them
+
+
+def test_heldout_pairs_are_two_heldout_objects_in_distinct_cells():
+    heldout = set(shapes.heldout_specs())
+    pairs = shapes.heldout_pairs(100)
+    assert len(set(pairs)) == 100
+    for scene in pairs:
+        assert len(scene.objects) == 2 and scene.objects[0].color != scene.objects[1].color
+        assert all(spec in heldout for spec in scene.specs())
+    assert pairs[:10] == shapes.heldout_pairs(10)

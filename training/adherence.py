@@ -1,8 +1,9 @@
-"""Prompt adherence of a text-to-image pipeline on held-out shapes prompts, per attribute.
+"""Prompt adherence of a text-to-image pipeline on held-out shapes prompts, per attribute, at any size.
 
 Generates one image per held-out spec (combinations never seen in training) through the public
 `InfinityPipeline`, and scores each with the pixel detector of `training/detector.py`: background
-colour, object colour, shape, position. Used by `tools/score_adherence.py` and the demo model's test.
+colour, object colour, shape, position. Two-object prompts (pairs of held-out specs) are scored by
+whether both objects show in their cells. Used by `tools/score_adherence.py` and the demo model's test.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from infinity_core.sampling_config import SamplingConfig
 from infinity_core.schedules import get_schedule
 from infinity_core.vae.autoencoder import BitwiseVAE
 
-from .detector import AdherenceScore, score
-from .shapes import SceneSpec, caption, render
+from .detector import AdherenceScore, PairScore, score, score_pair
+from .shapes import Canvas, Scene, SceneSpec, caption, render
 from .vae_trainer import images_to_tensor
 
 ATTRIBUTES = ("color", "background", "position", "shape")
@@ -29,12 +30,13 @@ def attribute_accuracy(scores: Sequence[AdherenceScore], attribute: str) -> floa
     return float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
 
 
-DEMO_PIXELS = "0.06M"   # the shapes data is drawn at 256 x 256
+DEMO_PIXELS = "0.06M"   # the demo model's default size (256 x 256 at 1:1)
 
 
 def demo_sampling(cfg: float, **settings) -> SamplingConfig:
-    """The sampling of one evaluation column: the core's defaults at the demo's size, with `cfg`."""
-    return SamplingConfig(pixels=DEMO_PIXELS, cfg=cfg, **settings)
+    """The sampling of one evaluation column: the core's defaults at the demo's default size unless
+    `settings` say otherwise, with `cfg`."""
+    return SamplingConfig(**{"pixels": DEMO_PIXELS, **settings, "cfg": cfg})
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,12 @@ class AdherenceReport:
         return float(np.mean([self.accuracy(a) for a in ATTRIBUTES]))
 
 
-def generate_images(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingConfig, *,
+def generate_images(pipe: InfinityPipeline, scenes: Sequence[SceneSpec | Scene], settings: SamplingConfig, *,
                     batch_size: int = 20) -> list[np.ndarray]:
-    """One uint8 [H, W, 3] image per spec, prompts batched; spec j's image is drawn from settings.seed + j."""
+    """One uint8 [H, W, 3] image per scene, prompts batched; scene j's image is drawn from settings.seed + j."""
     images = []
-    for first in range(0, len(specs), batch_size):
-        prompts = [caption(spec) for spec in specs[first:first + batch_size]]
+    for first in range(0, len(scenes), batch_size):
+        prompts = [caption(scene) for scene in scenes[first:first + batch_size]]
         with torch.inference_mode():
             batch = pipe(prompts, config=replace(settings, seed=settings.image_seed(first)))
         images.extend(array.numpy() for array in to_uint8(batch))
@@ -72,29 +74,48 @@ def evaluate(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: Sampl
     return AdherenceReport(settings, tuple(score(image, spec) for image, spec in zip(images, specs)))
 
 
+def evaluate_pairs(pipe: InfinityPipeline, scenes: Sequence[Scene], settings: SamplingConfig) -> float:
+    """Share of two-object prompts whose image shows both objects in their cells."""
+    images = generate_images(pipe, scenes, settings)
+    return float(np.mean([score_pair(image, scene).all_correct for image, scene in zip(images, scenes)]))
+
+
 def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed: int = 0,
-                            pixels: str = "0.06M", batch_size: int = 20) -> dict[str, float]:
+                            pixels: str = "0.06M", h_div_w: float = 1.0, batch_size: int = 20) -> dict[str, float]:
     """The VAE's ceiling: per-attribute accuracy of the VAE's own reconstructions of `specs`
-    (rendered with `seed`, encoded to every scale of `pixels`, decoded), scored like generated images."""
+    (rendered with `seed` at the size of `pixels` and `h_div_w`, encoded to every scale, decoded), scored
+    like generated images."""
     rng = np.random.default_rng(seed)
-    grids = list(get_schedule(1.0, pixels).grids)
+    schedule = get_schedule(h_div_w, pixels)
+    grids, canvas = list(schedule.grids), Canvas(*schedule.image_size)
     scores = []
     with torch.inference_mode():
         for first in range(0, len(specs), batch_size):
             batch = specs[first:first + batch_size]
-            images = images_to_tensor([render(spec, rng) for spec in batch])     # [b, 3, S, S] in [-1, 1]
-            decoded = vae.decode(vae.encode(images, grids).summed_codes)         # [b, 3, S, S]
+            images = images_to_tensor([render(spec, rng, canvas) for spec in batch])   # [b, 3, H, W] in [-1, 1]
+            decoded = vae.decode(vae.encode(images, grids).summed_codes)               # [b, 3, H, W]
             scores.extend(score(array.numpy(), spec) for array, spec in zip(to_uint8(decoded), batch))
     return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
 
 
-def format_table(reports: Sequence[AdherenceReport], num_prompts: int) -> str:
-    """Plain-text table: one row per attribute, one column per report."""
-    header = f"{'attribute':<12}" + "".join(f"{f'cfg {r.settings.cfg_per_scale[0]:g}':>10}" for r in reports)
-    rows = [f"{name:<12}" + "".join(f"{r.accuracy(name):>10.1%}" for r in reports) for name in ATTRIBUTES]
-    rows.append(f"{'all four':<12}" + "".join(f"{r.all_correct:>10.1%}" for r in reports))
-    rows.append(f"{'mean':<12}" + "".join(f"{r.mean_accuracy:>10.1%}" for r in reports))
+def column_name(settings: SamplingConfig) -> str:
+    """"16:9-like 0.06M cfg 3" style: the shape, the budget and the guidance of a column."""
+    height, width = settings.schedule.image_size
+    return f"{width}x{height} {settings.pixels} cfg {settings.cfg_per_scale[0]:g}"
+
+
+def format_table(reports: Sequence[AdherenceReport], num_prompts: int,
+                 pairs: Sequence[float] | None = None, num_pairs: int = 0) -> str:
+    """Plain-text table: one row per attribute (and one for two-object prompts), one column per report."""
+    width = max(len(column_name(r.settings)) for r in reports) + 2
+    header = f"{'attribute':<12}" + "".join(f"{column_name(r.settings):>{width}}" for r in reports)
+    rows = [f"{name:<12}" + "".join(f"{r.accuracy(name):>{width}.1%}" for r in reports) for name in ATTRIBUTES]
+    rows.append(f"{'all four':<12}" + "".join(f"{r.all_correct:>{width}.1%}" for r in reports))
+    rows.append(f"{'mean':<12}" + "".join(f"{r.mean_accuracy:>{width}.1%}" for r in reports))
+    if pairs is not None:
+        rows.append(f"{'both objects':<12}" + "".join(f"{share:>{width}.1%}" for share in pairs))
     settings = reports[0].settings
-    title = (f"prompt adherence on {num_prompts} held-out prompts (tau {settings.tau:g}, top_k {settings.top_k}, "
-             f"top_p {settings.top_p:g}, {settings.pixels})")
+    title = (f"prompt adherence on {num_prompts} held-out prompts"
+             + (f" and {num_pairs} held-out two-object prompts" if pairs is not None else "")
+             + f" (tau {settings.tau_per_scale[0]:g}, top_k {settings.top_k}, top_p {settings.top_p:g})")
     return "\n".join([title, header, "-" * len(header), *rows])

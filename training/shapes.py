@@ -296,6 +296,22 @@ def heldout_specs(n: int | None = None) -> list[SceneSpec]:
     return list(heldout[:n])
 
 
+def heldout_pairs(n: int) -> list[Scene]:
+    """``n`` two-object scenes made only of held-out combinations, in a fixed order: held-out spec i with
+    the next held-out spec on the same background in another cell and of another colour."""
+    heldout, _ = _split()
+    pairs = []
+    for index, first in enumerate(heldout):
+        partner = next((spec for spec in heldout[index + 1:] if spec.background == first.background
+                        and spec.position != first.position and spec.color != first.color), None)
+        if partner is not None:
+            pairs.append(Scene((ShapeObject(first.shape, first.color, first.position),
+                                ShapeObject(partner.shape, partner.color, partner.position)), first.background))
+        if len(pairs) == n:
+            return pairs
+    raise ValueError(f"only {len(pairs)} held-out pairs exist, asked for {n}")
+
+
 def train_specs() -> list[SceneSpec]:
     """All train combinations, in the fixed enumeration order of ``all_specs``."""
     _, train = _split()

@@ -102,7 +102,7 @@ class ScaleSampler:
     them (or the known image's), their codes added to the sum, the next scale's input resized from it."""
 
     def __init__(self, model: InfinityTransformer, text: TextCondition, uncond_text: TextCondition,
-                 config: SamplingConfig, known: KnownImage | None = None):
+                 config: SamplingConfig, known: KnownImage | None = None, image_seeds: Sequence[int] | None = None):
         self.model, self.config, self.known = model, config, known
         self.schedule = schedule = config.schedule
         self.batch = text.batch_size
@@ -118,8 +118,8 @@ class ScaleSampler:
         self.cache = KVCache(arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule),
                              model.compute_dtype, model.device)
         self.rotations = scale_rotations(schedule, arch.head_dim, model.device)
-        self.generators = [torch.Generator(model.device).manual_seed(config.image_seed(i))
-                           for i in range(self.batch)]
+        seeds = image_seeds if image_seeds is not None else [config.image_seed(i) for i in range(self.batch)]
+        self.generators = [torch.Generator(model.device).manual_seed(seed) for seed in seeds]
         self.patchify = arch.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
         latent_bits = arch.bits_per_token // (PATCHIFY_FACTOR ** 2 if self.patchify else 1)
@@ -216,6 +216,14 @@ def _broadcast_negative(negative: TextCondition, cond: TextCondition, batch_size
                         f"give 1 or as many as the positive ({cond.batch_size})")
 
 
+def check_image_seeds(seeds: Sequence[int], images: int) -> tuple[int, ...]:
+    """One seed per image, each one SamplingConfig accepts."""
+    seeds = tuple(seeds)
+    if len(seeds) != images:
+        raise InfinityError(f"image_seeds has {len(seeds)} seeds for {images} images; give one per image")
+    return tuple(SamplingConfig(seed=seed).seed for seed in seeds)
+
+
 _DEFAULTS = SamplingConfig()
 
 
@@ -225,7 +233,7 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
              seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size,
              callback: ProgressCallback | None = None, init_bits: Sequence[torch.Tensor] | None = None,
              init_scales: int = 0, mask: torch.Tensor | None = None,
-             config: SamplingConfig | None = None) -> GenerationResult:
+             config: SamplingConfig | None = None, image_seeds: Sequence[int] | None = None) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
     The settings are `SamplingConfig`'s fields, with its defaults; or pass a ready `config` and leave them
@@ -236,7 +244,10 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
     From a picture: `init_bits` is the per-scale list of [1 or B, h, w, d] bits on the VAE grid
     (`vae.encode(...).bits`, `image_in.encode_image`, or an earlier result's `.bits`); scales below
     `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
-    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py)."""
+    1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py).
+
+    `image_seeds` gives each output image its own seed instead of seed + i (one per image, prompt-major): a
+    batch of unrelated requests, each the image a single run with its seed gives (the batch command)."""
     settings = {"h_div_w": h_div_w, "pixels": pixels, "cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p,
                 "seed": seed, "batch_size": batch_size}
     if config is None:
@@ -249,13 +260,15 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
         raise InfinityError(f"the text condition has {cond.channels} channels but the transformer expects "
                             f"{transformer.config.text_channels}; use the text encoder the model was trained with")
     text = cond.repeat_each(config.batch_size)
+    if image_seeds is not None:
+        image_seeds = check_image_seeds(image_seeds, text.batch_size)
     known = known_image(init_bits, init_scales, mask, config.schedule, transformer.config, text.batch_size,
                         transformer.device)
     uncond = (transformer.unconditional_text(text.lengths) if negative is None
               else _broadcast_negative(negative, cond, config.batch_size))
     num_scales = config.schedule.num_scales
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, text, uncond, config, known)
+        sampler = ScaleSampler(transformer, text, uncond, config, known, image_seeds)
         for scale in range(num_scales):
             if callback is not None:
                 callback(scale, num_scales, sampler.codes)

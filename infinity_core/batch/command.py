@@ -80,9 +80,17 @@ def _list_and_ray(args: argparse.Namespace) -> tuple[Path, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     """The whole job; returns the exit status (0 all drawn, 1 some rows failed). Refusals raise InfinityError."""
-    started = time.perf_counter()
+    level = log.level
     if args.quiet:
         log.setLevel(logging.WARNING)
+    try:
+        return _run(args)
+    finally:
+        log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     list_path, ray_address = _list_and_ray(args)
     if args.rows_per_batch < 1:
         raise InfinityError(f"--rows-per-batch must be 1 or more, got {args.rows_per_batch}")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from infinity_core import InfinityError, cli
 from infinity_core.batch.manifest import MANIFEST_NAME, Manifest, RowState
-from infinity_core.batch.render import ModelFiles, device_batches
+from infinity_core.batch.render import ModelFiles, RowRenderer, device_batches
 from infinity_core.batch.rows import METADATA_KEY, RowDefaults, read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,8 +158,28 @@ def test_the_png_carries_the_settings_and_its_command_draws_the_same_pixels(one_
         "size": "256x256", "transformer": cli.DEMO_TRANSFORMER.name}
     words = shlex.split(record["command"])
     assert words[:4] == ["python", "-m", "infinity_core", "generate"]
-    assert cli.main(words[3:] + ["-o", str(tmp_path / "again.png"), "--device", "cpu"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # the batch decodes on one CPU thread (see render.py); so must generate
+    try:
+        assert cli.main(words[3:] + ["-o", str(tmp_path / "again.png"), "--device", "cpu"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(path)))
+
+
+def test_a_workers_images_do_not_depend_on_its_thread_count(tmp_path):
+    """Ray workers get the machine's cores divided among them: 1 thread or 2, the same pixels."""
+    rows = read_rows(write_list(tmp_path, ROWS[:2]), RowDefaults(), {"pixels": "0.06M"}).rows
+    renderer = RowRenderer(ModelFiles(cli.DEMO_TRANSFORMER, cli.DEMO_VAE, cli.DEMO_TEXT_ENCODER), "cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = renderer.render(rows)
+        torch.set_num_threads(2)
+        two = renderer.render(rows)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
 
 
 # --- resuming ----------------------------------------------------------------------------------------------

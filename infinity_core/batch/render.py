@@ -4,10 +4,15 @@ Each image is the one its row gives alone: every prompt (and negative) is encode
 draws from its row's seed (`generate(..., image_seeds=...)`), and each image is decoded on its own. The
 transformer runs the rows of a device batch together, which on the CPU gives the same logits as one row
 at a time (tests/test_batch.py checks the bytes); on CUDA that is not measured here
-(tools/check_batch_invariance.py measures it).
+(bench/bench_batch.py reports it on any device).
+
+On the CPU the decoder runs on one thread: its GroupNorm on channels-last tensors sums in an order that
+depends on the thread count (measured on the demo VAE: 1 vs 2 threads moves 0.1% of the pixel values by
+1), and a worker's thread count is the machine's. The transformer's result does not depend on it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +50,20 @@ def device_batches(rows: Sequence[BatchRow], rows_per_batch: int) -> list[list[B
             for start in range(0, len(group), rows_per_batch)]
 
 
+@contextlib.contextmanager
+def one_thread_on_cpu(device: torch.device):
+    """torch's CPU ops on one thread for the block (on another device nothing changes)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class RowRenderer:
     """Loads the three models once (on `device`, default the best this machine has) and draws batches."""
 
@@ -64,7 +83,8 @@ class RowRenderer:
         cond = self._encode([row.prompt for row in rows])
         negative = self._encode([row.negative for row in rows]) if first.negative else None
         result = pipe.sample(cond, negative, config=first.config, image_seeds=[row.config.seed for row in rows])
-        return [to_uint8(pipe.decode(result, slice(i, i + 1)))[0].numpy() for i in range(len(rows))]
+        with one_thread_on_cpu(pipe.transformer.device):
+            return [to_uint8(pipe.decode(result, slice(i, i + 1)))[0].numpy() for i in range(len(rows))]
 
     def _encode(self, prompts: list[str]) -> TextCondition:
         """Each prompt encoded alone (padding in a batched encode could move the features by a rounding)."""

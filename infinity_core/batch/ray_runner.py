@@ -39,6 +39,16 @@ def import_ray():
     return ray
 
 
+def connect(ray, address: str) -> bool:
+    """Join the cluster at `address` (LOCAL: start one on this machine) with the engine's code for the
+    workers, unless this process already is; True when it joined here (and so leaves at the end)."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=None if address == LOCAL else address, runtime_env={"py_modules": [str(ENGINE_FOLDER)]},
+             logging_level=logging.WARNING, configure_logging=False)
+    return True
+
+
 def worker_options(resources: dict, workers: int | None) -> tuple[int, dict, int | None]:
     """(how many workers, their Ray resource options, torch threads each) for the cluster's resources:
     one worker per GPU, each with one GPU; without GPUs, `workers` (default 1) sharing the CPU cores."""
@@ -53,10 +63,7 @@ def worker_options(resources: dict, workers: int | None) -> tuple[int, dict, int
 def run_on_ray(batches: Sequence[Sequence[BatchRow]], models: ModelFiles, writer: ImageWriter, *,
                address: str, workers: int | None) -> list[FailedBatch]:
     ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=None if address == LOCAL else address, runtime_env={"py_modules": [str(ENGINE_FOLDER)]},
-                 logging_level=logging.WARNING, configure_logging=False)
+    started_here = connect(ray, address)
     try:
         count, options, threads = worker_options(ray.cluster_resources(), workers)
         log.info("ray: %d worker(s), each with %s", count, options)

@@ -314,6 +314,24 @@ def test_progress_bar_and_quiet(tmp_path, capfd):
     assert folder_bytes(tmp_path / "loud") == folder_bytes(tmp_path / "quiet")
 
 
+def test_ray_options_are_read_and_checked_before_anything_runs(tmp_path, caplog):
+    from infinity_core.batch.command import _list_and_ray
+
+    parser = cli.build_parser()
+    parsed = parser.parse_args(["batch", "--ray", "list.txt", "-o", "out"])      # --ray took LIST as its address
+    assert _list_and_ray(parsed) == (Path("list.txt"), "local")
+    parsed = parser.parse_args(["batch", "list.csv", "-o", "out", "--ray", "auto"])
+    assert _list_and_ray(parsed) == (Path("list.csv"), "auto")
+    path = write_list(tmp_path, ROWS[:1])
+    for options, message in [(["--workers", "2"], "--workers is the number of Ray workers"),
+                             (["--ray", "--device", "cpu"], "--device is for a run on this machine"),
+                             (["--rows-per-batch", "0"], "--rows-per-batch must be 1 or more")]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert batch(path, tmp_path / "out", *options) == 2
+        assert message in caplog.text and not (tmp_path / "out").exists()
+
+
 def test_the_plain_batch_path_never_imports_ray(tmp_path):
     path = write_list(tmp_path, ROWS[:1])
     code = ("import sys, infinity_core; assert 'ray' not in sys.modules; from infinity_core import cli; "

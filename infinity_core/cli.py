@@ -1,4 +1,5 @@
-"""Command line: `python -m infinity_core generate --prompt "..." -o out.png`.
+"""Command line: `python -m infinity_core generate --prompt "..." -o out.png`, and
+`python -m infinity_core batch LIST -o FOLDER` for a prompt list (see infinity_core/batch/).
 
 Without --transformer/--vae/--text-encoder it uses the small demo model shipped in the pack's
 `models/` folder, so a fresh checkout can draw something on a CPU in seconds. From a picture:
@@ -20,6 +21,8 @@ from pathlib import Path
 import torch
 
 from . import image_in
+from .batch import command as batch_command
+from .batch.render import ModelFiles
 from .devices import resolve_device
 from .errors import InfinityError
 from .memory import check_fits
@@ -76,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "Default: 0 with --mask/--outpaint, else half the scales")
     gen.add_argument("--fit", default="crop", choices=image_in.FIT_MODES, help="how the picture meets the output size")
     gen.add_argument("--outpaint", help="L,T,R,B pixels to add on each side of --image, drawn by the model")
+    batch_command.add_arguments(commands.add_parser("batch", help="every prompt of a list into a folder (resumable; Ray)"),
+                                ModelFiles(DEMO_TRANSFORMER, DEMO_VAE, DEMO_TEXT_ENCODER))
     return parser
 
 
@@ -239,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "batch":
+            check_demo_files(args)
+            return batch_command.run(args)
         run_generate(args)
     except InfinityError as err:
         log.error("error: %s", err)

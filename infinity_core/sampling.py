@@ -109,7 +109,8 @@ class ScaleSampler:
     through the transformer; 0 skips it) the transformer computes."""
 
     def __init__(self, model: InfinityTransformer, text: TextCondition, uncond_text: TextCondition,
-                 config: SamplingConfig, known: KnownImage | None = None, compile: CompileConfig | None = None):
+                 config: SamplingConfig, known: KnownImage | None = None, compile: CompileConfig | None = None,
+                 image_seeds: Sequence[int] | None = None):
         self.model, self.config, self.known = model, config, known
         engine = None if compile is None else compiled_step(model, compile)
         self.forward_scale = model.forward_scale if engine is None else partial(engine, model)
@@ -130,8 +131,8 @@ class ScaleSampler:
         self.cache = (KVCache if engine is None else engine.cache)(
             arch.depth, rows, arch.num_heads, arch.head_dim, cached_tokens(schedule), model.compute_dtype, model.device)
         self.rotations = scale_rotations(schedule, arch.head_dim, model.device)
-        self.generators = [torch.Generator(model.device).manual_seed(config.image_seed(i))
-                           for i in range(self.batch)]
+        seeds = image_seeds if image_seeds is not None else [config.image_seed(i) for i in range(self.batch)]
+        self.generators = [torch.Generator(model.device).manual_seed(seed) for seed in seeds]
         self.patchify = arch.spatial_patchify
         self.tokens = model.start_tokens(self.context)                       # [rows, 1, C]: next scale's input
         self.hidden = None     # [rows, l, C] the last scale's hidden states, kept when the next scale is pruned
@@ -247,6 +248,14 @@ def _broadcast_negative(negative: TextCondition, cond: TextCondition, batch_size
                         f"give 1 or as many as the positive ({cond.batch_size})")
 
 
+def check_image_seeds(seeds: Sequence[int], images: int) -> tuple[int, ...]:
+    """One seed per image, each one SamplingConfig accepts."""
+    seeds = tuple(seeds)
+    if len(seeds) != images:
+        raise InfinityError(f"image_seeds has {len(seeds)} seeds for {images} images; give one per image")
+    return tuple(SamplingConfig(seed=seed).seed for seed in seeds)
+
+
 _DEFAULTS = SamplingConfig()
 
 
@@ -256,7 +265,8 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
              seed: int = _DEFAULTS.seed, batch_size: int = _DEFAULTS.batch_size, speed: str = _DEFAULTS.speed,
              callback: ProgressCallback | None = None, init_bits: Sequence[torch.Tensor] | None = None,
              init_scales: int = 0, mask: torch.Tensor | None = None,
-             config: SamplingConfig | None = None, compile: CompileConfig | None = None) -> GenerationResult:
+             config: SamplingConfig | None = None, compile: CompileConfig | None = None,
+             image_seeds: Sequence[int] | None = None) -> GenerationResult:
     """Sample `batch_size` images per prompt of `cond`; decode `result.codes` with the paired VAE.
 
     The settings are `SamplingConfig`'s fields, with its defaults; or pass a ready `config` and leave them
@@ -269,7 +279,9 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
     `init_scales` take them (the official gt_leak). `mask` [H, W] or [B, H, W] in 0..1 at the output size,
     1 = redraw, inpaints: from `init_scales` on, the rest of the picture is kept (see known_image.py).
 
-    `compile`: run the transformer's scale step through torch.compile (compiled.py; a plain-weight model)."""
+    `compile`: run the transformer's scale step through torch.compile (compiled.py; a plain-weight model).
+    `image_seeds` gives each output image its own seed instead of seed + i (one per image, prompt-major): a
+    batch of unrelated requests, each the image a single run with its seed gives (the batch command)."""
     settings = {"h_div_w": h_div_w, "pixels": pixels, "cfg": cfg, "tau": tau, "top_k": top_k, "top_p": top_p,
                 "seed": seed, "batch_size": batch_size, "speed": speed}
     if config is None:
@@ -289,13 +301,15 @@ def generate(transformer: InfinityTransformer, cond: TextCondition, negative: Te
         raise InfinityError(f"the text condition has {cond.channels} channels but the transformer expects "
                             f"{transformer.config.text_channels}; use the text encoder the model was trained with")
     text = cond.repeat_each(config.batch_size)
+    if image_seeds is not None:
+        image_seeds = check_image_seeds(image_seeds, text.batch_size)
     known = known_image(init_bits, init_scales, mask, config.schedule, transformer.config, text.batch_size,
                         transformer.device)
     uncond = (transformer.unconditional_text(text.lengths) if negative is None
               else _broadcast_negative(negative, cond, config.batch_size))
     num_scales = config.schedule.num_scales
     with torch.inference_mode():
-        sampler = ScaleSampler(transformer, text, uncond, config, known, compile)
+        sampler = ScaleSampler(transformer, text, uncond, config, known, compile, image_seeds)
         for scale in range(num_scales):
             if callback is not None:
                 callback(scale, num_scales, sampler.codes)

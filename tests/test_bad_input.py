@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from infinity_core import InfinityError, TextCondition, cli, generate, load_text_encoder, load_transformer
+from infinity_core import InfinityError, TextCondition, cli, generate, load_text_encoder, load_transformer, output
 from infinity_core.image_in import MAX_CROP_FACTOR, fit_image, fit_mask, pad_for_outpaint
 from infinity_core.output import OutputPaths
 from infinity_core.schedules import get_schedule
@@ -123,10 +123,9 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_old_file(tmp_path, monkeypa
     old.write_bytes(b"the user's picture")
     plan = OutputPaths.plan(old, 1, overwrite=True, inputs=[])
 
-    def full(self, file, *args, **kwargs):
-        file.write(b"half a png")
+    def full(handle):      # the file system reports the full disk when the written data is flushed
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(Image.Image, "save", full)
+    monkeypatch.setattr(output.os, "fsync", full)
     with pytest.raises(InfinityError, match=r"--output '.*a.png' could not be written: the disk is full"):
         plan.write(old, Image.new("RGB", (4, 4)))
     assert old.read_bytes() == b"the user's picture" and sorted(tmp_path.iterdir()) == [old]

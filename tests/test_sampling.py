@@ -205,6 +205,18 @@ def test_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(transformer, fox,
         torch.testing.assert_close(batch.codes[index:index + 1], single.codes, rtol=0, atol=1e-6)
 
 
+def test_image_seeds_give_each_image_the_single_run_of_its_own_seed(transformer, fox, lighthouse):
+    """Unrelated requests in one batch (the batch command): image i is the single run with image_seeds[i]."""
+    both = TextCondition.from_features(fox.split() + lighthouse.split())
+    batch = _sampled(transformer, both, image_seeds=[41, 7])
+    for index, (prompt, seed) in enumerate([(fox, 41), (lighthouse, 7)]):
+        assert _same_image(batch, index, _sampled(transformer, prompt, seed=seed)), index
+    with pytest.raises(InfinityError, match="image_seeds has 1 seeds for 2 images"):
+        _sampled(transformer, both, image_seeds=[1])
+    with pytest.raises(InfinityError, match="seed must be in"):
+        _sampled(transformer, fox, image_seeds=[-1])
+
+
 def test_the_largest_seed_runs_and_wraps_for_the_next_image(transformer, fox):
     top = 2 ** 64 - 1
     batch = _sampled(transformer, fox, seed=top, batch_size=2)

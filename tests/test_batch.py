@@ -74,10 +74,13 @@ def one_by_one(tmp_path_factory) -> dict[str, bytes]:
 
 
 def test_rows_take_their_own_settings_else_the_commands_else_the_models(tmp_path):
-    path = write_list(tmp_path, [{"prompt": "a", "seed": 4, "cfg": [3, 4], "pixels": "0.25M"}, {"prompt": "b"}])
-    rows = read_rows(path, RowDefaults(seed=9, cfg="2", tau="0.7", aspect="16:9"), {"pixels": "0.06M"}).rows
-    assert [(r.config.seed, r.config.cfg, r.config.pixels, r.config.tau) for r in rows] == [
-        (4, (3, 4), "0.25M", 0.7), (9, 2.0, "0.06M", 0.7)]
+    path = write_list(tmp_path, [{"prompt": "a", "seed": 4, "cfg": [3, 4], "pixels": "0.25M", "speed": "fast"},
+                                 {"prompt": "b"}])
+    rows = read_rows(path, RowDefaults(seed=9, cfg="2", tau="0.7", aspect="16:9", speed="balanced"),
+                     {"pixels": "0.06M"}).rows
+    assert [(r.config.seed, r.config.cfg, r.config.pixels, r.config.tau, r.config.speed) for r in rows] == [
+        (4, (3, 4), "0.25M", 0.7, "fast"), (9, 2.0, "0.06M", 0.7, "balanced")]
+    assert rows[0].batch_key != rows[1].batch_key and "--speed fast" in rows[0].generate_command()
     assert rows[1].config.schedule.image_size[1] > rows[1].config.schedule.image_size[0]     # 16:9 is wide
     assert [r.name for r in rows] == ["00001.png", "00002.png"]
 
@@ -99,11 +102,13 @@ def test_bad_rows_are_named_by_line(tmp_path):
     path = tmp_path / "list.jsonl"
     path.write_text('{"prompt": "good"}\nnot json\n\n{"prompt": ""}\n{"prompt": "x", "cfg": 1000}\n'
                     '{"prompt": "y", "name": "00001"}\n{"prompt": "z", "colour": 1}\n[1]\n'
-                    '{"prompt": "w", "name": "../up"}\n{"prompt": "v", "seed": -1}\n{"prompt": "u", "aspect": "wide"}\n')
+                    '{"prompt": "w", "name": "../up"}\n{"prompt": "v", "seed": -1}\n{"prompt": "u", "aspect": "wide"}\n'
+                    '{"prompt": "t", "speed": "turbo"}\n')
     listed = read_rows(path, RowDefaults(), {})
     assert [row.line for row in listed.rows] == [1]
     reasons = {bad.line: bad.reason for bad in listed.bad}
-    assert sorted(reasons) == [2, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert sorted(reasons) == [2, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+    assert "speed must be one of ['exact', 'balanced', 'fast']" in reasons[12]
     assert "not JSON" in reasons[2] and "prompt is empty" in reasons[4] and "cfg must be" in reasons[5]
     assert "also the file of line 1" in reasons[6] and "unknown field(s) ['colour']" in reasons[7]
     assert "JSON object" in reasons[8] and "plain file name" in reasons[9] and "seed must be in" in reasons[10]

@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import InfinityError
 from ..schedules import ASPECT_PRESETS, PIXEL_BUDGETS
+from ..speed import SPEED_MODES
 from ..weights import model_defaults
 from .manifest import MANIFEST_NAME, Manifest
 from .render import ModelFiles, RowRenderer, device_batches
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser, demo: ModelFiles) -> None:
     parser.add_argument("--tau", help="temperature, or a per-scale comma list")
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--top-p", type=float)
+    parser.add_argument("--speed", choices=list(SPEED_MODES), help="speed mode of rows without one (default exact)")
     parser.add_argument("--aspect", help=f"aspect of rows without one: width:height, or one of {', '.join(ASPECT_PRESETS)}")
     parser.add_argument("--pixels", choices=list(PIXEL_BUDGETS), help="pixel budget of rows without one")
     parser.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available; not with --ray)")
@@ -99,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     if ray_address is not None and args.device is not None:
         raise InfinityError("--device is for a run on this machine; Ray workers take a GPU where there is one")
     models = ModelFiles(args.transformer, args.vae, args.text_encoder)
-    defaults = RowDefaults(args.negative, args.seed, args.aspect, args.pixels, args.cfg, args.tau, args.top_k, args.top_p)
+    defaults = RowDefaults(args.negative, args.seed, args.aspect, args.pixels, args.cfg, args.tau, args.top_k, args.top_p,
+                           args.speed)
     listed = read_rows(list_path, defaults, model_defaults(args.transformer))
     if listed.bad:
         shown = "\n".join(f"  {bad}" for bad in listed.bad[:MAX_LISTED_BAD])

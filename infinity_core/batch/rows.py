@@ -24,7 +24,7 @@ from ..sampling_config import SamplingConfig, parse_per_scale
 from ..schedules import describe, parse_aspect
 
 LIST_SUFFIXES = (".txt", ".jsonl", ".csv")
-ROW_FIELDS = ("prompt", "negative", "seed", "aspect", "pixels", "cfg", "name")
+ROW_FIELDS = ("prompt", "negative", "seed", "aspect", "pixels", "cfg", "speed", "name")
 NAME_SUFFIX = ".png"            # the settings travel in PNG text chunks
 MAX_NAME_LENGTH = 200
 METADATA_KEY = "infinity"       # the PNG text chunk holding a row's settings as JSON
@@ -42,6 +42,7 @@ class RowDefaults:
     tau: str | None = None
     top_k: int | None = None
     top_p: float | None = None
+    speed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class BatchRow:
         negative (none, or a text per row)."""
         config = self.config
         return (config.pixels, config.schedule.grids, config.cfg_per_scale, config.tau_per_scale, config.top_k,
-                config.top_p, bool(self.negative))
+                config.top_p, config.speed, bool(self.negative))
 
     def record(self, models: ModelNames) -> dict:
         """Everything the image depends on, as JSON values: its PNG metadata, and what the manifest keys on."""
@@ -78,7 +79,8 @@ class BatchRow:
         return {"prompt": self.prompt, "negative": self.negative, "seed": config.seed, "aspect": self.aspect,
                 "h_div_w": config.h_div_w, "shape": describe(config.schedule), "size": f"{width}x{height}",
                 "pixels": config.pixels, "cfg": _json_number(config.cfg), "tau": _json_number(config.tau),
-                "top_k": config.top_k, "top_p": config.top_p, "transformer": models.transformer, "vae": models.vae,
+                "top_k": config.top_k, "top_p": config.top_p, "speed": config.speed,
+                "transformer": models.transformer, "vae": models.vae,
                 "text_encoder": models.text_encoder, "command": self.generate_command()}
 
     def key(self, models: ModelNames) -> str:
@@ -87,7 +89,7 @@ class BatchRow:
         config = self.config
         inputs = {"prompt": self.prompt, "negative": self.negative, "seed": config.seed, "pixels": config.pixels,
                   "grids": config.schedule.grids, "cfg": config.cfg_per_scale, "tau": config.tau_per_scale,
-                  "top_k": config.top_k, "top_p": config.top_p, "models": vars(models)}
+                  "top_k": config.top_k, "top_p": config.top_p, "speed": config.speed, "models": vars(models)}
         return hashlib.sha256(metadata_text(inputs).encode()).hexdigest()
 
     def generate_command(self) -> str:
@@ -95,7 +97,7 @@ class BatchRow:
         config = self.config
         words = ["python", "-m", "infinity_core", "generate", "--prompt", self.prompt, "--seed", str(config.seed),
                  "--pixels", config.pixels, "--cfg", _option_number(config.cfg), "--tau", _option_number(config.tau),
-                 "--top-k", str(config.top_k), "--top-p", repr(config.top_p)]
+                 "--top-k", str(config.top_k), "--top-p", repr(config.top_p), "--speed", config.speed]
         if self.aspect is not None:
             words += ["--aspect", self.aspect]
         if self.negative:
@@ -235,7 +237,7 @@ def resolve_row(number: int, line: int, values: dict, defaults: RowDefaults, mod
     given = {"seed": _seed(values.get("seed", defaults.seed)), "pixels": values.get("pixels", defaults.pixels),
              "h_div_w": parse_aspect(aspect) if aspect is not None else None, "cfg": cfg,
              "tau": parse_per_scale(defaults.tau, "tau") if defaults.tau is not None else None,
-             "top_k": defaults.top_k, "top_p": defaults.top_p}
+             "top_k": defaults.top_k, "top_p": defaults.top_p, "speed": values.get("speed", defaults.speed)}
     config = SamplingConfig.from_keywords(model_settings | {k: v for k, v in given.items() if v is not None})
     name = check_name(_text(values, "name", f"{number:05d}"))
     return BatchRow(number, line, name, prompt, negative, aspect, replace(config, batch_size=1))

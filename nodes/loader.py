@@ -15,6 +15,7 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import InfinityError, load_text_encoder, load_transformer, load_vae
+from infinity_core.trained_sizes import trained_sizes
 from . import comfy_bridge, model_folders
 from .schema import node_schema
 from .types import (InfinityModel, InfinityModelSocket, InfinityTextEncoder, InfinityTextEncoderSocket, InfinityVAE,
@@ -106,7 +107,7 @@ class InfinityTransformerLoader(io.ComfyNode):
             # prepacked for the CPU's fast matmuls only when it will run on the CPU (a packed model cannot move)
             module = load_transformer(path, placement.offload_device, placement.dtype,
                                       prepack=placement.load_device.type == "cpu")
-            return InfinityModel(comfy_bridge.managed(module, placement), model_file)
+            return InfinityModel(comfy_bridge.managed(module, placement), model_file, trained_sizes=trained_sizes(path))
         return io.NodeOutput(_reuse_or_load(("transformer", *_file_identity(path), placement), read))
 
 

@@ -10,7 +10,9 @@ Infinity Encode Image) starts the generation from a picture: its first `keep_sca
 """
 from __future__ import annotations
 
-from comfy_api.latest import io
+import logging
+
+from comfy_api.latest import io, ui
 
 from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, SPEED_MODES, TAU_RANGE,
                            TOP_K_RANGE, TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
@@ -21,6 +23,8 @@ from .schema import node_schema
 from .types import (InfinityCodes, InfinityCodesSocket, InfinityConditioning, InfinityConditioningSocket,
                     InfinityEncodedImage, InfinityEncodedImageSocket, InfinityModel, InfinityModelSocket,
                     InfinityVAE, InfinityVAESocket, InpaintPaste)
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = SamplingConfig()
 DEFAULT_PIXELS = "0.06M"   # 256 x 256 at 1:1: the shipped demo model's size, and quick on a CPU
@@ -109,6 +113,16 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     return InfinityCodes(result.codes.to(comfy_bridge.intermediate_device()), model.config, model.file_name, paste)
 
 
+def sampler_output(model: InfinityModel, config: SamplingConfig, codes: InfinityCodes) -> io.NodeOutput:
+    """The sampler's result, with a warning on the node (and in the log) when the run is outside the sizes
+    the model file says it was trained at."""
+    outside = model.trained_sizes.warning(config.schedule, config.pixels) if model.trained_sizes else None
+    if outside is None:
+        return io.NodeOutput(codes)
+    log.warning("%s: %s", model.file_name, outside)
+    return io.NodeOutput(codes, ui=ui.PreviewText(f"{model.file_name}: {outside}"))
+
+
 def _sampler_inputs(guidance: io.Input) -> list[io.Input]:
     """The sampler's inputs: sockets, then widgets in the order saved workflows store them, then the
     optional inputs added later (appended, so older workflows keep their widget values)."""
@@ -187,7 +201,7 @@ class InfinityBitwiseSampler(io.ComfyNode):
                 speed: str = DEFAULTS.speed) -> io.NodeOutput:
         config = sampling_config(cfg, aspect_ratio, encoded_image, seed=seed, tau=tau, top_k=top_k, top_p=top_p,
                                  pixels=pixels, batch_size=batch_size, speed=speed)
-        return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))
+        return sampler_output(model, config, run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))
 
 
 class InfinityBitwiseSamplerAdvanced(io.ComfyNode):
@@ -224,4 +238,4 @@ class InfinityBitwiseSamplerAdvanced(io.ComfyNode):
         config = sampling_config(cfg_schedule_values(cfg_schedule, pixels), aspect_ratio, encoded_image, seed=seed,
                                  tau=tau, top_k=top_k, top_p=top_p, pixels=pixels, batch_size=batch_size,
                                  speed=speed)
-        return io.NodeOutput(run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))
+        return sampler_output(model, config, run_sampler(model, conditioning, config, vae, encoded_image, keep_scales))

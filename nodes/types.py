@@ -17,6 +17,7 @@ from infinity_core import Schedule, T5TextEncoder, TextCondition, TransformerCon
 from infinity_core.compiled import CompileConfig
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.transformer.model import InfinityTransformer
+from infinity_core.trained_sizes import TrainedSizes
 
 InfinityModelSocket = io.Custom("INFINITY_MODEL")
 InfinityVAESocket = io.Custom("INFINITY_VAE")
@@ -33,6 +34,7 @@ class InfinityModel:
     patcher: Any
     file_name: str
     compile: CompileConfig | None = None      # set by Infinity Compile Model
+    trained_sizes: TrainedSizes | None = None  # what the file says it was trained at (None: no limits stated)
 
     @property
     def transformer(self) -> InfinityTransformer:

@@ -3,10 +3,16 @@
 Through the stand-in ComfyUI of tests/comfy_stub and the stand-in models (see node_env.py)."""
 from __future__ import annotations
 
+import dataclasses
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from infinity_core import InfinityError, TextCondition
+from infinity_core.trained_sizes import TrainedSizes
 from .node_env import (MISMATCHED_VAE, PROMPT, SETTINGS, WIDGET_TYPES, run, run_graph, sample, v1_inputs,
                        validate)
 from standin_models import TINY_NAMES
@@ -217,3 +223,29 @@ def test_cross_widget_rules_are_checked_when_the_node_runs(registry, models):
         run(registry, "InfinityTokenizerDecodeTiled", vae=models["vae"], codes=codes, tile_size=512, overlap=512)
     with pytest.raises(InfinityError, match="keep_scales: 3 needs an encoded_image"):
         sample(registry, models, keep_scales=3)
+
+
+@pytest.mark.parametrize("aspect, warned", [("1:1", False), ("2:1 (landscape)", True)])
+def test_a_run_outside_the_models_trained_sizes_is_warned_on_the_sampler(registry, models, aspect, warned):
+    """The loader reads the sizes the file lists; the sampler still runs outside them and names the gap."""
+    model = dataclasses.replace(models["model"], trained_sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
+    (cond,) = run(registry, "InfinityTextEncode", text_encoder=models["text_encoder"], prompt=PROMPT,
+                  negative_prompt="")
+    output = registry["InfinityBitwiseSampler"].execute(model=model, conditioning=cond,
+                                                        **{**SETTINGS, "aspect_ratio": aspect})
+    assert output.args[0].codes.shape[-1] > 0
+    if warned:
+        (text,) = output.ui.as_dict()["text"]
+        assert "not trained at the aspect ratio 2:1 (landscape)" in text and "trained at 0.06M" in text
+    else:
+        assert output.ui is None
+
+
+def test_the_loader_reads_the_trained_sizes_from_the_file(registry, models, model_folders):
+    assert models["model"].trained_sizes is None         # the stand-in file lists none: no warning ever
+    sizes = TrainedSizes(pixels=("0.06M", "0.25M"), aspects=(1.0, 0.75))
+    _, extra = model_folders
+    original = Path(sys.modules["folder_paths"].get_full_path("infinity", TINY_NAMES.transformer))
+    save_file(load_file(original), str(extra / "sized.safetensors"), metadata=sizes.to_metadata())
+    (model,) = run(registry, "InfinityTransformerLoader", model_file="sized.safetensors", dtype="auto")
+    assert model.trained_sizes == sizes

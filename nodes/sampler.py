@@ -101,7 +101,8 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
     result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
-                      callback=comfy_bridge.progress(schedule.num_scales, preview), **from_image)
+                      callback=comfy_bridge.progress(schedule.num_scales, preview, max(schedule.image_size)),
+                      **from_image)
     paste = None
     if encoded_image is not None and encoded_image.mask is not None:
         paste = InpaintPaste(encoded_image.picture, encoded_image.mask)

@@ -24,7 +24,7 @@ def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
 def _decode_inputs() -> list[io.Input]:
     return [
         InfinityVAESocket.Input("vae", tooltip="From Load Infinity VAE; the one trained with the sampler's model."),
-        InfinityCodesSocket.Input("codes", tooltip="From the Infinity Bitwise Sampler."),
+        InfinityCodesSocket.Input("codes", display_name="image data", tooltip="From the Infinity Bitwise Sampler."),
     ]
 
 
@@ -37,8 +37,8 @@ class InfinityTokenizerDecode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return node_schema(
             node_id="InfinityTokenizerDecode", display_name="Infinity VAE Decode",
-            description=("Turns the sampler's codes into an image with the VAE's decoder. Refuses a "
-                         "VAE that does not match the transformer the codes came from."),
+            description=("Turns the sampler's result into an image with the VAE. Refuses a VAE that was not made "
+                         "with the sampler's model."),
             search_aliases=("VAE decode", "decode", "tokenizer decode"),
             inputs=_decode_inputs(), outputs=_OUTPUTS,
         )

@@ -26,13 +26,17 @@ from infinity_core import SamplingConfig  # noqa: E402
 EXAMPLES = ROOT / "example_workflows"
 API_WORKFLOWS = ROOT / "tests" / "workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-NODE_WIDTH = 320
-# The grid the nodes sit on, wide and tall enough that no two nodes overlap once a run has shown its previews
-# and images, on the canvas and with Vue nodes, in frontends 1.27 and 1.5x (1.27's Vue nodes are up to 430 px
-# wide; a sampler showing its preview grows to about 900 px there, 680 px in 1.58): checked by
-# tests/real_comfyui/.
-COLUMNS = (20, 500, 980, 1460, 1940)   # loaders, text encoders, samplers, decoders, outputs and image inputs
-ROW_2 = 1000                           # the second sampler's row
+NODE_WIDTH = 340
+LOADER_WIDTH = 400                     # room for a long file name beside the widget's label
+# The grid the nodes sit on: every wire runs left to right (a node's inputs come from columns to its left, or
+# from the node above it), but the one that carries the first row's picture down to the second row, and the
+# whole graph fits a 1600 x 1000 window at ZOOM, where the frontends draw all text (they switch to
+# boxes without text below 14 px * zoom = 8 px, zoom 0.57); the core's own image template opens at about 0.73.
+# Wide and tall enough that no two nodes overlap once a run has shown its previews and images, on the canvas
+# and with Vue nodes, in frontends 1.27 and 1.5x: checked by tests/real_comfyui/.
+COLUMNS = (20, 460, 860, 1260, 1660)   # loaders and notes, text encoders, samplers and image inputs, samplers, outputs
+ROW_2 = 560                            # the second row
+ZOOM = 0.75
 
 # Core ComfyUI nodes the examples use: (inputs as (name, type, widget?)), outputs as (name, type))
 CORE_NODES = {
@@ -139,7 +143,8 @@ class Graph:
             for slot, (name, kind) in enumerate(self._outputs(node)):
                 targets = [link[0] for link in links if link[1] == node.id and link[2] == slot]
                 outputs.append({"name": name, "type": kind, "links": targets})
-            entry = {"id": node.id, "type": node.type, "pos": list(node.pos), "size": [NODE_WIDTH, node.height],
+            width = LOADER_WIDTH if node.type.endswith("Loader") else NODE_WIDTH
+            entry = {"id": node.id, "type": node.type, "pos": list(node.pos), "size": [width, node.height],
                      "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                      "properties": {"Node name for S&R": node.type},
                      "widgets_values": [node.widgets["text"]] if node.type == "Note" else values}
@@ -150,7 +155,7 @@ class Graph:
             nodes.append(entry)
         return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": len(self.nodes),
                 "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
-                "extra": {"ds": {"scale": 0.8, "offset": [20, 20]}}, "version": 0.4}
+                "extra": {"ds": {"scale": ZOOM, "offset": [20, 20]}}, "version": 0.4}
 
     def api(self) -> dict:
         prompt = {}
@@ -167,8 +172,8 @@ def loaders(graph: Graph) -> tuple[Node, Node, Node]:
     x = COLUMNS[0]
     encoder = graph.add("InfinityTextEncoderLoader", (x, 40), 90, text_encoder_folder=DEMO["text_encoder_folder"],
                         dtype=DEMO["dtype"])
-    model = graph.add("InfinityTransformerLoader", (x, 240), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
-    vae = graph.add("InfinityVAELoader", (x, 440), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
+    model = graph.add("InfinityTransformerLoader", (x, 190), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
+    vae = graph.add("InfinityVAELoader", (x, 340), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
     return encoder, model, vae
 
 
@@ -176,15 +181,16 @@ def text_to_image(graph: Graph, encoder, model, vae, prompt: str, seed: int, y: 
                   title: str | None = None, **sampler) -> tuple[Node, Node]:
     cond = graph.add("InfinityTextEncode", (COLUMNS[1], y), 200, text_encoder=(encoder, 0), prompt=prompt,
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], y), 420, title=title, model=(model, 0),
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], y), 380, title=title, model=(model, 0),
                       conditioning=(cond, 0), vae=(vae, 0), seed=seed, **{**SAMPLER, **sampler})
     image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], y), 80, vae=(vae, 0), codes=(codes, 0))
     return codes, image
 
 
-NOTE_MODELS = ("Runs as-is on the small demo model shipped with the pack (coloured shapes, 256 x 256). For the "
-               "published Infinity 2B: put infinity_2b_reg.pth and infinity_vae_d32reg.pth in models/infinity, a "
-               "local copy of google/flan-t5-xl in models/text_encoders, and set pixels to 1M.")
+NOTE_MODELS = ("Runs as it is on the small demo model that comes with the pack: coloured circles, squares and "
+               "triangles at nine places, on a coloured background. For the published Infinity 2B: put "
+               "infinity_2b_reg.pth and infinity_vae_d32reg.pth in models/infinity, a copy of google/flan-t5-xl in "
+               "models/text_encoders, pick them in the loaders and set the sampler's size to 1M.")
 
 
 def build_text_to_image(specs) -> Graph:
@@ -192,8 +198,9 @@ def build_text_to_image(specs) -> Graph:
     encoder, model, vae = loaders(graph)
     _, image = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42)
     graph.add("SaveImage", (COLUMNS[4], 40), 420, images=(image, 0), filename_prefix="Infinity")
-    graph.add("Note", (COLUMNS[1], 320), 160, text=NOTE_MODELS + "\n\nConnect the VAE to the sampler's vae input for a "
-              "preview at every scale (ComfyUI started with --preview-method auto).")
+    graph.add("Note", (COLUMNS[0], 500), 260, text="Text to image: write what to draw in Infinity Text Encode and "
+              "press Run. The sampler draws it coarse to fine and, with the VAE wired to it as here, shows the image "
+              "as it forms (when ComfyUI runs with --preview-method auto).\n\n" + NOTE_MODELS)
     return graph
 
 
@@ -206,76 +213,84 @@ def input_picture(graph: Graph) -> tuple[Node, Node, Node, Node]:
     return encoder, model, vae, picture
 
 
-def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, shown, save_at,
+def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, shown,
                          save_prefix: str, **sampler) -> None:
-    """The second row: a sampler drawing from `encoded` for `prompt`, its decode and save, and a Preview Image
-    of `shown` (the picture as it goes in) above the decode."""
+    """The second row: a sampler drawing from `encoded` (at COLUMNS[2]) for `prompt`, its decode and save,
+    and a Preview Image of `shown` (the picture as it goes in) right of the first row."""
     cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0), prompt=prompt,
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title=title, model=(model, 0),
+    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[3], ROW_2), 400, title=title, model=(model, 0),
                       conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **{**SAMPLER, **sampler})
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(shown, 0))
-    graph.add("SaveImage", save_at, 420, images=(image, 0), filename_prefix=save_prefix)
+    image = graph.add("InfinityTokenizerDecode", (COLUMNS[4], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("PreviewImage", (COLUMNS[4], 40), 360, images=(shown, 0))
+    graph.add("SaveImage", (COLUMNS[4], ROW_2 + 130), 400, images=(image, 0), filename_prefix=save_prefix)
 
 
 def build_image_to_image(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[2], ROW_2), 240, image=(picture, 0), vae=(vae, 0),
                         aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a yellow circle at the top left on a blue background",
-                         "Infinity Bitwise Sampler (img2img)", picture, (COLUMNS[4], ROW_2), "Infinity_img2img",
-                         keep_scales=3)
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
-              "by the first sampler) into the bits of every scale; the second sampler keeps the first "
-              "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
-              "stay closer to the picture, like a lower denoise.\n\n" + NOTE_MODELS)
+                         "Infinity Bitwise Sampler (image to image)", picture, "Infinity_img2img", keep_scales=3)
+    graph.add("Note", (COLUMNS[0], 500), 360, text="Image to image: the first row draws a picture; Infinity Encode "
+              "Image turns it into the model's own form, and the second sampler keeps its first 3 of 7 steps (keep "
+              "from picture: the layout) and draws the rest for its own prompt. Keeping more steps stays closer to "
+              "the picture, like a lower denoise. Use Load Image in place of the first row for a picture of your "
+              "own.\n\n" + NOTE_MODELS)
     return graph
 
 
 def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 300), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 560), 110, value=1.0, width=144, height=144)
-    mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 300), 170, destination=(canvas, 0), source=(square, 0),
+    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 340), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 480), 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 260), 170, destination=(canvas, 0), source=(square, 0),
                      x=0, y=0, operation="add")
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[2], ROW_2), 240, image=(picture, 0), vae=(vae, 0),
                         mask=(mask, 0), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a green square at the top left on a blue background",
-                         "Infinity Bitwise Sampler (inpaint)", picture, (COLUMNS[4], ROW_2), "Infinity_inpaint")
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Inpainting: the mask (white = redraw; here a square over the "
-              "circle, made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
-              "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
-              "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
+                         "Infinity Bitwise Sampler (inpainting)", picture, "Infinity_inpaint")
+    graph.add("Note", (COLUMNS[0], 500), 360, text="Inpainting: the first row draws a picture. The mask (white = "
+              "redraw; here a square over the circle at the top left, made with core mask nodes; any mask works, "
+              "e.g. from Load Image or the mask editor) goes into Infinity Encode Image with the picture. The "
+              "second sampler redraws the masked square for its prompt and keeps the rest of the picture.\n\n"
+              + NOTE_MODELS)
     return graph
+
+
+# Two objects in the demo's grammar ("X at POS and Y at POS on a Z background"): the kept left half holds the
+# first, the new right half gets the second.
+OUTPAINT_PROMPT = "a red circle at the top left and a yellow triangle at the bottom right on a blue background"
 
 
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    half = graph.add("ImageCrop", (COLUMNS[4], 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
-    padded = graph.add("InfinityPadForOutpainting", (COLUMNS[4], 320), 250, image=(half, 0), left=0, top=0,
+    half = graph.add("ImageCrop", (COLUMNS[0], ROW_2 + 340), 160, image=(picture, 0), width=128, height=256, x=0,
+                     y=0)
+    padded = graph.add("InfinityPadForOutpainting", (COLUMNS[1], ROW_2 + 260), 250, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 720), 200, image=(padded, 0), vae=(vae, 0),
+    encoded = graph.add("InfinityEncodeImage", (COLUMNS[2], ROW_2), 240, image=(padded, 0), vae=(vae, 0),
                         mask=(padded, 1), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic",
                         crop="disabled")
-    sampler_from_picture(graph, encoder, model, vae, encoded,
-                         "a red circle at the top left and a yellow triangle on the right on a blue background",
-                         "Infinity Bitwise Sampler (outpaint)", padded, (COLUMNS[3], ROW_2 + 160), "Infinity_outpaint")
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Outpainting: the left half of a picture is extended to the "
-              "right by Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new "
-              "area. The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
+    sampler_from_picture(graph, encoder, model, vae, encoded, OUTPAINT_PROMPT,
+                         "Infinity Bitwise Sampler (outpainting)", padded, "Infinity_outpaint")
+    graph.add("Note", (COLUMNS[0], 500), 360, text="Outpainting: the first row draws a picture; its left half is "
+              "extended to the right by Infinity Pad for Outpainting, which makes the canvas a size Infinity draws "
+              "and masks the new area. The second sampler draws the new area for its prompt and keeps the old "
+              "half.\n\n" + NOTE_MODELS)
     return graph
 
 
+# File names are the titles the template browser shows (it titles a pack's template with its file name).
 EXAMPLE_GRAPHS = {
-    "Infinity text to image": (build_text_to_image, "infinity_t2i_example_api.json"),
-    "Infinity image to image": (build_image_to_image, "infinity_img2img_example_api.json"),
-    "Infinity inpainting": (build_inpaint, "infinity_inpaint_example_api.json"),
-    "Infinity outpainting": (build_outpaint, "infinity_outpaint_example_api.json"),
+    "Infinity Text to Image": (build_text_to_image, "infinity_t2i_example_api.json"),
+    "Infinity Image to Image": (build_image_to_image, "infinity_img2img_example_api.json"),
+    "Infinity Inpainting": (build_inpaint, "infinity_inpaint_example_api.json"),
+    "Infinity Outpainting": (build_outpaint, "infinity_outpaint_example_api.json"),
 }
 
 

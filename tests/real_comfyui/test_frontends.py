@@ -238,7 +238,7 @@ def test_sampler_shows_its_output_size(ui, example):
         found = [match.groups() for text in texts for match in [SIZE_TEXT.search(text or "")] if match]
         linked_image = ui.js("const g = app.rootGraph ?? app.graph; return g.getNodeById(arguments[0]).inputs"
                              ".some(i => i.name === 'encoded_image' && i.link != null)", node["id"])
-        if not found and linked_image and any(re.match(r"\s*output\b", text or "") for text in texts):
+        if not found and linked_image and any("image: the picture's size" in (text or "") for text in texts):
             continue   # the picture's own aspect sets the size when the graph runs: a note says so
         if not found:
             problems.append(f"{node['type']} #{node['id']}: no 'output W x H px' text visible")
@@ -250,7 +250,44 @@ def test_sampler_shows_its_output_size(ui, example):
         if expected and not linked_image:   # else the encoded picture's schedule sets the size
             if (int(found[0][0]), int(found[0][1])) != (expected["width"], expected["height"]):
                 problems.append(f"#{node['id']} shows {found[0]}, the table says {expected}")
+        size_widgets = ui.js("const g = app.rootGraph ?? app.graph; return g.getNodeById(arguments[0]).widgets"
+                             ".filter(w => /size/.test(w.name) && w.type === 'combo').map(w => w.name)", node["id"])
+        if size_widgets:   # the size is a socket label: plain text, no menu to open
+            problems.append(f"#{node['id']}: the size is a drop-down widget {size_widgets}")
     assert not problems, f"{ui.label} {example.name}: {problems}"
+
+
+# Below this zoom the frontends draw nodes as boxes without text (LiteGraph.Canvas.MinFontSizeForLOD 8 px for a
+# 14 px font); the core's own image template opens at about 0.73 in a 1600 x 1000 window.
+READABLE_ZOOM = 0.73
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def test_template_opens_readable_with_every_node_on_screen_and_wires_left_to_right(ui, example):
+    """Loaded from the template browser in a 1600 x 1000 window: the zoom is at least READABLE_ZOOM and draws
+    text, every node starts inside the canvas, and every wire runs from a node to one right of it (or below it
+    in the same column), but the one that carries the first row's picture down to the second row."""
+    ui.load_from_template_browser(example)
+    time.sleep(0.5)
+    view = ui.js("const c = app.canvas; const r = c.canvas.getBoundingClientRect();"
+                 "return {scale: c.ds.scale, offset: [...c.ds.offset], width: r.width, height: r.height,"
+                 " lod: c.low_quality ?? null, font: c.min_font_size_for_lod ?? null}")
+    assert view["scale"] >= READABLE_ZOOM, f"{ui.label} {example.name}: opens at zoom {view['scale']:.2f}"
+    if view["font"]:
+        assert 14 * view["scale"] >= view["font"], f"{ui.label}: text drawn as boxes at zoom {view['scale']:.2f}"
+    nodes = ui.js("const g = app.rootGraph ?? app.graph; return (g.nodes ?? g._nodes).map(n => ({id: n.id,"
+                  " type: n.type, x: n.pos[0], y: n.pos[1], w: n.size[0]}))")
+    scale, (ox, oy) = view["scale"], view["offset"]
+    off_screen = [f"{n['type']} #{n['id']}" for n in nodes
+                  if not (0 <= (n["x"] + ox) * scale < view["width"] and 0 <= (n["y"] + oy) * scale < view["height"])]
+    assert not off_screen, f"{ui.label} {example.name}: starts off-screen at zoom {scale:.2f}: {off_screen}"
+    by_id = {n["id"]: n for n in nodes}
+    saved = json.loads(example.read_text())
+    first_decode = min((n["id"] for n in saved["nodes"] if n["type"] == "InfinityTokenizerDecode"), default=None)
+    backwards = [f"{by_id[origin]['type']} #{origin} -> {by_id[target]['type']} #{target}"
+                 for _, origin, _, target, _, _ in saved["links"]
+                 if by_id[target]["x"] < by_id[origin]["x"] and origin != first_decode]
+    assert not backwards, f"{ui.label} {example.name}: wires run right to left: {backwards}"
 
 
 _seed_counter = iter(range(1_000_000, 2_000_000))
@@ -316,12 +353,20 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     if sizes:
         assert {image.size for image in images} <= sizes, f"images {[i.size for i in images]}, sampler shows {sizes}"
     assert updates, "the sampler reported no progress to the page"
-    # Frames ride on progress updates between the first and last scale; the first sampled scale always gets
-    # one, later ones as the previews' time budget allows.
-    assert 1 <= len(frames) <= len(between), \
+    # Frames ride on progress updates: the first sampled scale and the last always get one, those between
+    # as the previews' time budget allows.
+    assert 2 * len(samplers) <= len(frames) <= len(between) + len(samplers), \
         f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
     assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"
+    # No stale frame: a frontend keeps a node's last preview after the run, so the last frame must be that of
+    # the last scale (sent with the sampler's last progress update), not an early scale's.
+    last_sampler = max(updates, key=lambda p: p["t"])["node"]
+    finished_at = max(p["t"] for p in updates if p["node"] == last_sampler and p["value"] == p["max"])
+    last_frame_at = ui.js("return Math.max(...window.__infinityWatch.frames.filter(f => f.t >= arguments[0])"
+                          ".map(f => f.t))", queued)
+    assert last_frame_at >= finished_at - 50, \
+        f"{ui.label} {example.name}: the last preview frame came before the sampler's last scale"
     overlaps = ui.overlapping_nodes()
     assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
 
@@ -332,7 +377,7 @@ def test_the_preview_changes_on_the_sampler_during_a_1m_run(ui, shots_dir):
     sampler after the second one, before the run ends. The run watched is the second at 1M, as a user's
     next run is: in the first, the one-time set-up of the decoder's kernels for the new sizes falls inside
     the first frame, and the budget may then pay for no second one."""
-    example = next(path for path in EXAMPLES if path.stem == "Infinity text to image")
+    example = next(path for path in EXAMPLES if path.stem == "Infinity Text to Image")
     ui.load_from_template_browser(example)
     sampler = next(node["id"] for node in ui.graph_summary()["nodes"] if node["type"].startswith(SAMPLER_PREFIX))
     for run in ("first", "watched"):

@@ -83,7 +83,7 @@ class T5TextEncoder:
         warnings = []
         if unknown:
             shown = ", ".join(f"'{word}'" for word in unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
-            warnings.append(f"the text encoder does not know {shown}, so {'they are' if len(unknown) > 1 else 'it is'} "
+            warnings.append(f"the text encoder does not know {shown}: {'they are' if len(unknown) > 1 else 'it is'} "
                             f"ignored{self._vocabulary_hint()}")
         room = self.max_length - 1                                              # one place is `</s>`'s
         counts = [len(ids) for ids in pieces]

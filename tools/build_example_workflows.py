@@ -245,15 +245,15 @@ def build_image_to_image(specs) -> Graph:
 def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 340), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 480), 110, value=1.0, width=144, height=144)
+    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 200), 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 340), 110, value=1.0, width=144, height=144)
     mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 260), 170, destination=(canvas, 0), source=(square, 0),
                      x=0, y=0, operation="add")
     encoded = graph.add("InfinityEncodeImage", (COLUMNS[2], ROW_2), 240, image=(picture, 0), vae=(vae, 0),
                         mask=(mask, 0), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a green square at the top left on a blue background",
                          "Infinity Bitwise Sampler (inpainting)", picture, "Infinity_inpaint")
-    graph.add("Note", (COLUMNS[0], 500), 360, text="Inpainting: the first row draws a picture. The mask (white = "
+    graph.add("Note", (COLUMNS[0], 470), 270, text="Inpainting: the first row draws a picture. The mask (white = "
               "redraw; here a square over the circle at the top left, made with core mask nodes; any mask works, "
               "e.g. from Load Image or the mask editor) goes into Infinity Encode Image with the picture. The "
               "second sampler redraws the masked square for its prompt and keeps the rest of the picture.\n\n"
@@ -269,7 +269,7 @@ OUTPAINT_PROMPT = "a red circle at the top left and a yellow triangle at the bot
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    half = graph.add("ImageCrop", (COLUMNS[0], ROW_2 + 340), 160, image=(picture, 0), width=128, height=256, x=0,
+    half = graph.add("ImageCrop", (COLUMNS[0], ROW_2 + 200), 160, image=(picture, 0), width=128, height=256, x=0,
                      y=0)
     padded = graph.add("InfinityPadForOutpainting", (COLUMNS[1], ROW_2 + 260), 250, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
@@ -278,7 +278,7 @@ def build_outpaint(specs) -> Graph:
                         crop="disabled")
     sampler_from_picture(graph, encoder, model, vae, encoded, OUTPAINT_PROMPT,
                          "Infinity Bitwise Sampler (outpainting)", padded, "Infinity_outpaint")
-    graph.add("Note", (COLUMNS[0], 500), 360, text="Outpainting: the first row draws a picture; its left half is "
+    graph.add("Note", (COLUMNS[0], 470), 270, text="Outpainting: the first row draws a picture; its left half is "
               "extended to the right by Infinity Pad for Outpainting, which makes the canvas a size Infinity draws "
               "and masks the new area. The second sampler draws the new area for its prompt and keeps the old "
               "half.\n\n" + NOTE_MODELS)

@@ -36,7 +36,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # (a sampler grows by about 200 units), so no two nodes overlap after a run, on the canvas and with Vue
 # nodes, in frontends 1.27 and 1.5x: checked by tests/real_comfyui/.
 TEXT_COLUMNS = ((20, 400), (460, 340), (840, 340), (1220, 340))   # (x, width): loaders and note, text, sampler, out
-IMAGE_COLUMNS = ((20, 340), (385, 260), (670, 320), (1015, 320), (1360, 240))
+IMAGE_COLUMNS = ((20, 370), (415, 245), (685, 320), (1030, 320), (1375, 225))
 LOADER_HEIGHT = 110                   # Vue nodes draw a loader 114 units tall whatever its saved height
 SAMPLER_HEIGHT = 360
 ZOOM = 0.75
@@ -205,7 +205,7 @@ def build_text_to_image(specs) -> Graph:
     _, image = text_to_image(graph, columns, encoder, model, vae,
                              "a red circle at the top left on a blue background", 42)
     graph.add("SaveImage", columns[3], 170, 330, images=(image, 0), filename_prefix="Infinity")
-    graph.add("Note", columns[0], 500, 260, text="Text to image: write what to draw in Infinity Text Encode and "
+    graph.add("Note", columns[0], 500, 280, text="Text to image: write what to draw in Infinity Text Encode and "
               "press Run. The sampler draws it coarse to fine and shows the image as it forms (when ComfyUI runs "
               "with --preview-method auto).\n\n" + NOTE_MODELS)
     return graph
@@ -230,7 +230,8 @@ def encode_picture(graph: Graph, vae, image, **options) -> Node:
 def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, save_prefix: str,
                          note: str, **sampler) -> None:
     """The second sampler's prompt (under the first), the sampler drawing from `encoded` (under the first
-    decode), its decode and save (right of it), and the note under the save."""
+    decode), its decode and save (right of it), and the note under the save: short, as frontends 1.5x draw
+    their minimap over the window's bottom right corner."""
     columns = IMAGE_COLUMNS
     cond = graph.add("InfinityTextEncode", columns[1], 270, 180, text_encoder=(encoder, 0), prompt=prompt,
                      negative_prompt="")
@@ -238,8 +239,8 @@ def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str
                       conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **{**SAMPLER, **sampler})
     image = graph.add("InfinityTokenizerDecode", columns[4], 40, 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("SaveImage", columns[4], 170, 300, images=(image, 0), filename_prefix=save_prefix)
-    graph.add("Note", columns[4], 520, 300, text=note + "\n\n" + NOTE_MODELS)
+    graph.add("SaveImage", columns[4], 170, 270, images=(image, 0), filename_prefix=save_prefix)
+    graph.add("Note", columns[4], 490, 330, text=note)
 
 
 def build_image_to_image(specs) -> Graph:
@@ -248,10 +249,9 @@ def build_image_to_image(specs) -> Graph:
     encoded = encode_picture(graph, vae, (picture, 0), crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a yellow circle at the top left on a blue background",
                          "Infinity Bitwise Sampler (image to image)", "Infinity_img2img",
-                         "Image to image: the top row draws a picture; Infinity Encode Image turns it into the "
-                         "model's own form, and the second sampler keeps its first 3 of 7 steps (keep from "
-                         "picture: the layout) and draws the rest for its own prompt. Keeping more steps stays "
-                         "closer to the picture. Use Load Image for a picture of your own.", keep_scales=3)
+                         "Image to image: the top row draws a picture. The second sampler keeps its first 3 of 7 "
+                         "steps (keep from picture: the layout) and draws the rest for its own prompt; keep more "
+                         "to stay closer. Use Load Image for your own picture.", keep_scales=3)
     return graph
 
 
@@ -265,10 +265,9 @@ def build_inpaint(specs) -> Graph:
     encoded = encode_picture(graph, vae, (picture, 0), mask=(mask, 0), crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a green square at the top left on a blue background",
                          "Infinity Bitwise Sampler (inpainting)", "Infinity_inpaint",
-                         "Inpainting: the top row draws a picture. The mask (white = redraw; here a square over "
-                         "the circle, made with core mask nodes; any mask works, e.g. from the mask editor) goes "
-                         "into Infinity Encode Image with it. The second sampler redraws the square for its prompt "
-                         "and keeps the rest.")
+                         "Inpainting: the top row draws a picture. The second sampler redraws what the mask covers "
+                         "(white = redraw; here a square over the circle; any mask works, e.g. from the mask "
+                         "editor) for its prompt and keeps the rest.")
     return graph
 
 
@@ -286,9 +285,9 @@ def build_outpaint(specs) -> Graph:
     encoded = encode_picture(graph, vae, (padded, 0), mask=(padded, 1), crop="disabled")
     sampler_from_picture(graph, encoder, model, vae, encoded, OUTPAINT_PROMPT,
                          "Infinity Bitwise Sampler (outpainting)", "Infinity_outpaint",
-                         "Outpainting: the top row draws a picture; Infinity Pad for Outpainting extends its left "
-                         "half to the right, to a size Infinity draws, and masks the new area. The second sampler "
-                         "draws the new area for its prompt and keeps the old half.")
+                         "Outpainting: the top row draws a picture. Pad for Outpainting extends its left half to "
+                         "the right and masks the new area; the second sampler draws it for its prompt and keeps "
+                         "the old half.")
     return graph
 
 

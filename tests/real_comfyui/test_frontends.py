@@ -410,6 +410,26 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
 
 
+def test_prompt_warning_comes_as_a_toast_with_the_whole_message(ui, shots_dir):
+    """A prompt with a word the demo's text encoder does not know: after the run a warning toast names the word
+    and says it is ignored (the whole message, not a box cut on the node), and the run still succeeds."""
+    example = next(path for path in EXAMPLES if path.stem == "Infinity Text to Image")
+    ui.load_from_template_browser(example)
+    ui.js("const g = app.rootGraph ?? app.graph; const n = (g.nodes ?? g._nodes).find(n => n.type === arguments[0]);"
+          "n.widgets.find(w => w.name === 'prompt').value = arguments[1];",
+          "InfinityTextEncode", "a red dragon at the top left on a blue background")
+    queued = ui.now()
+    assert ui.js_async("await app.extensionManager.command.execute('Comfy.QueuePrompt'); return true;") is True
+    finished = ui.wait_for("return window.__infinityWatch.executions.find(e => e.t >= arguments[0]"
+                           " && e.type !== 'execution_start')", f"{ui.label}: the run did not finish", 300, queued)
+    assert finished["type"] == "execution_success", finished
+    toasts = ui.wait_for("return window.__infinityWatch.toasts.filter(e => e.t >= arguments[0]"
+                         " && e.text.includes('dragon')).map(e => e.text)", f"{ui.label}: no toast names the word",
+                         10, queued)
+    ui.screenshot(shots_dir, "prompt-warning", "toast")
+    assert any("ignored" in text for text in toasts), toasts
+
+
 def test_the_preview_changes_on_the_sampler_during_a_1m_run(ui, shots_dir):
     """The text-to-image template at 1M (long enough for the previews' budget to pay for several frames):
     the page receives at least two different frames while the sampler runs, and a screenshot shows the

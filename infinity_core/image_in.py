@@ -234,6 +234,27 @@ def paste_outside_mask(decoded: torch.Tensor, reference: torch.Tensor, mask: tor
     return torch.lerp(reference.float(), decoded.float(), inside)
 
 
+def match_kept_colour(decoded: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`decoded` shifted per image and channel by the mean of (reference - decoded) over the pixels the mask
+    keeps (mask < 0.5), clamped to [-1, 1]; unchanged where the mask keeps nothing.
+
+    decoded, reference [B, 3, H, W] in [-1, 1]; mask [H, W] or [B, H, W] at that size. Run before
+    `paste_outside_mask`: the decoder's GroupNorm statistics span the whole image, so a redrawn area shifts
+    the tone of everything it decodes; without the shift the redrawn area shows as a faint box of another
+    shade of the background next to the pasted picture."""
+    if decoded.shape != reference.shape or decoded.dim() != 4:
+        raise InfinityError(f"reference: must have the decoded image's shape {tuple(decoded.shape)}, "
+                            f"got {tuple(reference.shape)}")
+    kept = (_as_masks(mask, decoded.shape[0]) < 0.5).to(decoded.device, torch.float32)   # [B, 1, H, W]
+    if tuple(kept.shape[-2:]) != tuple(decoded.shape[-2:]):
+        raise InfinityError(f"mask: is {tuple(kept.shape[-2:])} but the image is {tuple(decoded.shape[-2:])}; "
+                            "fit it with fit_mask first")
+    count = kept.sum(dim=(2, 3), keepdim=True)                                   # [B, 1, 1, 1]
+    difference = ((reference.float() - decoded.float()) * kept).sum(dim=(2, 3), keepdim=True)   # [B, 3, 1, 1]
+    shift = torch.where(count > 0, difference / count.clamp(min=1), torch.zeros_like(difference))
+    return (decoded.float() + shift).clamp(-1, 1)
+
+
 def _feather(height: int, width: int, feather: int, left: int, top: int, right: int, bottom: int) -> torch.Tensor:
     """[H, W] mask of the old image: ((feather - d) / feather)^2 within `feather` px of a padded side, else 0."""
     if feather == 0:

@@ -11,10 +11,12 @@ linear in its codes. Fitted by least squares on decodes of encoded pictures and 
 map reached 9-16 dB PSNR against the decoder on the demo model's generations (a white background came out
 pink); the pooled decode reached 20-26 dB on the same codes.
 
-`ScalePreviews` is what a sampler's callback calls after each scale: it renders a frame only when its
-`PreviewPacer` says the frame fits the run's time budget, so previews cost at most `PREVIEW_SHARE` of a run
-plus one frame, whatever the model and machine (tools/preview_overhead.py). The first sampled scale always
-gets a frame, and it is the cheapest one: the first scale's grid is the smallest.
+`ScalePreviews` is what a sampler's callback calls after each scale: between the first and the last scale it
+renders a frame only when its `PreviewPacer` says the frame fits the run's time budget, so those frames cost at
+most `PREVIEW_SHARE` of a run plus one frame, whatever the model and machine (tools/preview_overhead.py). The
+first sampled scale always gets a frame, and it is the cheapest one: the first scale's grid is the smallest.
+The last scale always gets one too, the preview of the finished codes: a frontend keeps a node's last preview
+after the run, and it must show the image the run made, not an early scale's haze.
 """
 from __future__ import annotations
 
@@ -104,8 +106,9 @@ class PreviewPacer:
 
 class ScalePreviews:
     """A generation's preview frames: `(done, total, summed codes [B, d, H, W]) -> [h, w, 3] uint8 RGB` of
-    the first image after scale `done`, or None when no frame is due (see PreviewPacer). One per run: the
-    pacer's budget is that run's."""
+    the first image after scale `done`, or None when no frame is due: between the first and the last scale
+    as the PreviewPacer allows, and always after the last scale (the frame a frontend keeps showing once the
+    run is over). One per run: the pacer's budget is that run's."""
 
     def __init__(self, vae: BitwiseVAE, schedule: Schedule, share: float = PREVIEW_SHARE,
                  clock: Callable[[], float] | None = None):
@@ -116,7 +119,8 @@ class ScalePreviews:
         self.frames = 0
 
     def __call__(self, done: int, total: int, codes: torch.Tensor) -> np.ndarray | None:
-        if not self.pacer.due(done, total):
+        due = self.pacer.due(done, total)
+        if not due and done != total:
             return None
         started = self.pacer.clock()
         picture = render_preview(self.vae, codes, self.grids[done - 1])

@@ -86,8 +86,8 @@ class T5TextEncoder:
         warnings = []
         if unknown:
             shown = ", ".join(quoted(word, QUOTED_WORD) for word in unknown[:10]) + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else "")
-            warnings.append(f"the text encoder does not know {shown}: {'they become' if len(unknown) > 1 else 'it becomes'} "
-                            f"<unk>, which carries no meaning{self._vocabulary_hint()}")
+            warnings.append(f"the text encoder does not know {shown}: {'they are' if len(unknown) > 1 else 'it is'} "
+                            f"ignored{self._vocabulary_hint()}")
         room = self.max_length - 1                                              # one place is `</s>`'s
         counts = [len(ids) for ids in pieces]
         if sum(counts) > room:
@@ -100,7 +100,7 @@ class T5TextEncoder:
         vocabulary = [token for token in self.tokenizer.get_vocab() if token not in self.tokenizer.all_special_tokens]
         if len(vocabulary) > SMALL_VOCABULARY:
             return ""
-        return f" (this tokenizer knows only: {', '.join(sorted(vocabulary))})"
+        return f" (it knows only: {', '.join(sorted(vocabulary))})"
 
     def encode(self, prompts: str | Sequence[str]) -> TextCondition:
         """Encode one prompt or a list of prompts (an empty prompt still yields `</s>`); what `prompt_warnings`

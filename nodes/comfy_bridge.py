@@ -84,19 +84,22 @@ def previews_enabled() -> bool:
     return args.preview_method.value != "none"
 
 
-def progress(total: int, preview: PreviewRenderer | None = None) -> Callable[..., None]:
+def progress(total: int, preview: PreviewRenderer | None = None, image_side: int | None = None) -> Callable[..., None]:
     """A `callback(done, total, codes=None)` for the core: it advances the node's progress bar after every
     scale, with a preview frame of `codes` when `preview` gives one, and stops the run (raising ComfyUI's
-    InterruptProcessingException) when the user has pressed cancel.
+    InterruptProcessingException) when the user has pressed cancel. ComfyUI scales a frame to fit its
+    --preview-size (512) square, up or down; `image_side`, the long side of the image the run makes, caps
+    that, so the size a frontend prints under the preview is the image's own, not 512 for a 256 px image.
 
     Current ComfyUI sends an update that carries a preview at once and throttles the others itself (100 ms
     and 0.5 % apart); 0.3.64 sends them all. Which scales get a frame is the preview's own time budget
     (infinity_core.preview.ScalePreviews)."""
     bar = comfy.utils.ProgressBar(total)
+    frame_side = args.preview_size if image_side is None else min(args.preview_size, image_side)
 
     def step_done(done: int, steps: int, codes: torch.Tensor | None = None) -> None:
         picture = preview(done, steps, codes) if preview is not None and codes is not None else None
-        bar.update_absolute(done, steps, None if picture is None else (PREVIEW_FORMAT, picture, args.preview_size))
+        bar.update_absolute(done, steps, None if picture is None else (PREVIEW_FORMAT, picture, frame_side))
         mm.throw_exception_if_processing_interrupted()
     return step_done
 

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from infinity_core import InfinityError, check_pair
-from infinity_core.image_in import paste_outside_mask
+from infinity_core.image_in import match_kept_colour, paste_outside_mask
 from infinity_core.vae.autoencoder import decode_memory
 from infinity_core.vae.tiling import Tiling
 from . import comfy_bridge
@@ -24,7 +24,7 @@ def to_comfy_image(images: torch.Tensor) -> torch.Tensor:
 def _decode_inputs() -> list[io.Input]:
     return [
         InfinityVAESocket.Input("vae", tooltip="From Load Infinity VAE; the one trained with the sampler's model."),
-        InfinityCodesSocket.Input("codes", tooltip="From the Infinity Bitwise Sampler."),
+        InfinityCodesSocket.Input("codes", display_name="image data", tooltip="From the Infinity Bitwise Sampler."),
     ]
 
 
@@ -37,8 +37,8 @@ class InfinityTokenizerDecode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return node_schema(
             node_id="InfinityTokenizerDecode", display_name="Infinity VAE Decode",
-            description=("Turns the sampler's codes into an image with the VAE's decoder. Refuses a "
-                         "VAE that does not match the transformer the codes came from."),
+            description=("Turns the sampler's result into an image with the VAE. Refuses a VAE that was not made "
+                         "with the sampler's model."),
             search_aliases=("VAE decode", "decode", "tokenizer decode"),
             inputs=_decode_inputs(), outputs=_OUTPUTS,
         )
@@ -80,8 +80,9 @@ class InfinityTokenizerDecodeTiled(io.ComfyNode):
 
 def decode_images(vae: InfinityVAE, codes: InfinityCodes, tiling: Tiling | None) -> torch.Tensor:
     """Check the pairing, then decode image by image (progress per image) into ComfyUI's IMAGE layout.
-    After inpainting, the picture is pasted back where the mask keeps it (`paste_outside_mask`): the
-    decoder is not local, so kept codes alone do not give back the kept pixels exactly."""
+    After inpainting, the picture is pasted back where the mask keeps it (`paste_outside_mask`), the
+    redrawn area first shifted to the picture's tone (`match_kept_colour`): the decoder is not local, so kept
+    codes alone do not give back the kept pixels exactly, nor their shade."""
     check_pair(codes.model_config, vae.config, f"model '{codes.model_name}'", f"VAE '{vae.file_name}'")
     batch = codes.codes.shape[0]
     memory = decode_memory(vae.config, tuple(codes.codes.shape[-2:]), tiling, dtype=vae.vae.dtype)
@@ -93,7 +94,8 @@ def decode_images(vae: InfinityVAE, codes: InfinityCodes, tiling: Tiling | None)
             decoded = vae.vae.decode(codes.codes[index:index + 1].to(device), tiling)   # [1, 3, H, W]
             if codes.paste is not None:
                 picture, mask = (t[min(index, t.shape[0] - 1)][None] for t in (codes.paste.picture, codes.paste.mask))
-                decoded = paste_outside_mask(decoded, picture.to(device), mask.to(device))
+                picture, mask = picture.to(device), mask.to(device)
+                decoded = paste_outside_mask(match_kept_colour(decoded, picture, mask), picture, mask)
             images.append(to_comfy_image(decoded).to(comfy_bridge.intermediate_device()))
             image_done(index + 1, batch)
     return torch.cat(images)

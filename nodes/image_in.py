@@ -66,9 +66,9 @@ class InfinityEncodeImage(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return node_schema(
             node_id="InfinityEncodeImage", display_name="Infinity Encode Image",
-            description=("Resizes a picture to an Infinity schedule and encodes it with the VAE's encoder into the "
-                         "bits of every scale, for the sampler's encoded_image input: img2img (keep_scales) and, "
-                         "with a mask, inpainting (white = redraw)."),
+            description=("Resizes a picture to a size Infinity draws and encodes it with the VAE, for the "
+                         "sampler's encoded_image input: image to image (keep from picture) and, with a mask, "
+                         "inpainting (white = redraw)."),
             search_aliases=("img2img", "image to image", "inpaint", "VAE encode", "encode"),
             inputs=[
                 io.Image.Input("image", tooltip="The picture (any size; greyscale and alpha are handled as "
@@ -89,8 +89,8 @@ class InfinityEncodeImage(io.ComfyNode):
             ],
             outputs=[
                 InfinityEncodedImageSocket.Output(display_name="encoded_image", tooltip=(
-                    "Bits, schedule and mask, for the Infinity Bitwise Sampler's encoded_image input.")),
-                io.Image.Output(display_name="image", tooltip="The picture as resized for the schedule (what the "
+                    "The encoded picture and its mask, for the Infinity Bitwise Sampler's encoded_image input.")),
+                io.Image.Output(display_name="image", tooltip="The picture as resized for Infinity (what the "
                                                               "encoder saw)."),
             ],
         )
@@ -135,8 +135,8 @@ class InfinityPadForOutpainting(io.ComfyNode):
                                 tooltip=f"Pixels of new canvas to add on the {side}, in the input's pixels.")
         return node_schema(
             node_id="InfinityPadForOutpainting", display_name="Infinity Pad for Outpainting",
-            description=("Extends a picture by margins and fits the canvas to the nearest valid Infinity schedule "
-                         "(like Pad Image for Outpainting, snapped to a schedule). The new area is filled with the "
+            description=("Extends a picture by margins and fits the canvas to the nearest size Infinity draws "
+                         "(like Pad Image for Outpainting). The new area is filled with the "
                          "picture's edge colours and is white (1 = redraw) in the mask; feed both to Infinity "
                          "Encode Image."),
             search_aliases=("outpaint", "pad image", "extend", "uncrop"),
@@ -148,7 +148,7 @@ class InfinityPadForOutpainting(io.ComfyNode):
                                      "(a soft seam), as Pad Image for Outpainting's feathering."),
                 _pixels_input(),
             ],
-            outputs=[io.Image.Output(display_name="image", tooltip="The padded picture at the schedule's size."),
+            outputs=[io.Image.Output(display_name="image", tooltip="The padded picture, at a size Infinity draws."),
                      io.Mask.Output(display_name="mask", tooltip="1 where the canvas is new (to be drawn).")],
         )
 

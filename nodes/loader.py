@@ -117,15 +117,15 @@ class InfinityVAELoader(io.ComfyNode):
         names = model_folders.vae_files()
         return node_schema(
             node_id="InfinityVAELoader", display_name="Load Infinity VAE",
-            description=("Loads the bitwise (BSQ) VAE from models/infinity or models/vae: its decoder turns "
-                         "Infinity's codes into pixels, its encoder turns a picture into bits for img2img and "
-                         "inpainting. It must match the transformer (e.g. infinity_vae_d32reg for the 2B)."),
+            description=("Loads Infinity's VAE from models/infinity or models/vae: it turns the sampler's result "
+                         "into pixels, and a picture into the model's form for image to image and inpainting. It "
+                         "must be the one made with the model (e.g. infinity_vae_d32reg for the 2B)."),
             search_aliases=("VAE", "tokenizer", "BSQ", "load vae"),
             inputs=[
                 io.Combo.Input("vae_file", options=names,
                                default=model_folders.preferred_default(names, model_folders.DEMO_VAE),
-                               tooltip="Tokenizer weights in models/infinity or models/vae; pick the one "
-                                       "trained with your transformer."),
+                               tooltip="VAE weights in models/infinity or models/vae; pick the one made with your "
+                                       "model."),
                 _dtype_input("VAE"),
             ],
             outputs=[InfinityVAESocket.Output(display_name="vae", tooltip=(

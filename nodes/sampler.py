@@ -19,7 +19,7 @@ from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, 
                            per_scale_values, sampling_memory)
 from infinity_core.user_text import quoted
 from . import comfy_bridge, previews
-from .schema import node_schema
+from .schema import advanced, node_schema
 from .types import (InfinityCodes, InfinityCodesSocket, InfinityConditioning, InfinityConditioningSocket,
                     InfinityEncodedImage, InfinityEncodedImageSocket, InfinityModel, InfinityModelSocket,
                     InfinityVAE, InfinityVAESocket, InpaintPaste)
@@ -106,7 +106,8 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
     comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
     result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
-                      callback=comfy_bridge.progress(schedule.num_scales, preview), compile=model.compile, **from_image)
+                      callback=comfy_bridge.progress(schedule.num_scales, preview, max(schedule.image_size)),
+                      compile=model.compile, **from_image)
     paste = None
     if encoded_image is not None and encoded_image.mask is not None:
         paste = InpaintPaste(encoded_image.picture, encoded_image.mask)
@@ -130,45 +131,52 @@ def _sampler_inputs(guidance: io.Input) -> list[io.Input]:
         InfinityModelSocket.Input("model", tooltip="From Load Infinity Model."),
         InfinityConditioningSocket.Input("conditioning", tooltip="From Infinity Text Encode."),
         io.Int.Input("seed", default=DEFAULTS.seed, min=SEED_RANGE[0], max=SEED_RANGE[1], control_after_generate=True,
-                     tooltip="Random seed. The same seed and settings give the same image; image i of a batch is "
-                             "the single image of seed + i."),
+                     tooltip="Random seed. The same seed and settings give the same image; the images of a batch are "
+                             "those of seed, seed + 1, ..."),
         guidance,
-        io.Float.Input("tau", default=DEFAULTS.tau, min=TAU_RANGE[0], max=TAU_RANGE[1], step=0.01,
-                       tooltip="Temperature of the bit logits: lower is sharper and less varied."),
-        io.Int.Input("top_k", default=DEFAULTS.top_k, min=TOP_K_RANGE[0], max=TOP_K_RANGE[1],
-                     tooltip="Top-k per bit, as upstream (900). A bit has two outcomes, so only 1 (greedy) changes "
-                             "anything; 0 turns it off."),
-        io.Float.Input("top_p", default=DEFAULTS.top_p, min=TOP_P_RANGE[0], max=TOP_P_RANGE[1], step=0.01,
-                       tooltip="Top-p per bit: a bit whose less likely value has probability at most 1 - top_p is "
-                               "set to the likely one. 0 turns it off."),
+        io.Float.Input("tau", display_name="temperature", default=DEFAULTS.tau, min=TAU_RANGE[0], max=TAU_RANGE[1],
+                       step=0.01, tooltip="Creativity: lower gives cleaner images that vary less from seed to seed, "
+                                          "higher more varied and looser ones. 0.5 is the model makers' choice."),
+        advanced(io.Int.Input("top_k", default=DEFAULTS.top_k, min=TOP_K_RANGE[0], max=TOP_K_RANGE[1],
+                     tooltip="For experiments; leave it at 900. The model makes only yes/no choices, so 1 (always "
+                             "the likelier answer: flatter, less varied images) is the one value that changes the "
+                             "image; 0 and 900 both leave it alone.")),
+        advanced(io.Float.Input("top_p", default=DEFAULTS.top_p, min=TOP_P_RANGE[0], max=TOP_P_RANGE[1], step=0.01,
+                       tooltip="For experiments; 0.97 is the model makers' choice. Every choice whose likelier answer "
+                               "is at least this sure takes that answer instead of a random draw: higher leaves more "
+                               "to chance. 0 turns it off.")),
         io.Combo.Input("aspect_ratio", options=list(ASPECT_PRESETS), default="1:1",
-                       tooltip="Width:height of the image, one of the official templates. With an encoded_image, "
-                               "the image's own schedule is used instead."),
+                       tooltip="Width:height of the image. With an encoded_image, the picture's own shape is used "
+                               "instead."),
         io.Combo.Input("pixels", options=list(PIXEL_BUDGETS), default=DEFAULT_PIXELS,
-                       tooltip="Pixel budget: 0.06M is about 256x256 (7 scales), 1M about 1024x1024 (13 scales). "
-                               "The published 2B/8B models are made for 1M, the demo model for 0.06M. With an "
-                               "encoded_image, the image's own budget is used instead."),
+                       display_name="size",
+                       tooltip="Image size in pixels: 0.06M is about 256 x 256, 1M about 1024 x 1024 (the size is "
+                               "shown under the node). The published 2B/8B models are made for 1M, the demo model "
+                               "for 0.06M. With an encoded_image, the picture's own size is used instead."),
         io.Int.Input("batch_size", default=DEFAULTS.batch_size, min=1, max=MAX_BATCH,
-                     tooltip="Images sampled together; image i is the image of seed + i."),
-        io.Int.Input("keep_scales", default=0, min=0, max=MAX_SCALES, optional=True,
-                     tooltip="With an encoded_image: how many coarse scales are taken from the picture (img2img; "
-                             "like denoise = 1 - keep_scales / scales). 0: none, the picture only guides the "
-                             "unmasked region of an inpainting mask. Without an encoded_image it must be 0."),
+                     tooltip="How many images to make at once (with seeds seed, seed + 1, ...)."),
+        io.Int.Input("keep_scales", display_name="keep from picture", default=0, min=0, max=MAX_SCALES,
+                     optional=True,
+                     tooltip="Image to image: how many of the coarse steps are taken from the encoded picture. More "
+                             "stays closer to the picture, like a lower denoise (about 1 - keep / steps; 0.06M has 7 "
+                             "steps, 1M 13). 0 takes none: for inpainting, the picture still shows outside the "
+                             "mask. Without an encoded_image it must be 0."),
         InfinityVAESocket.Input("vae", optional=True,
-                                tooltip="Optional: the VAE of this model, for a preview of the image at every scale "
+                                tooltip="Optional: the VAE of this model, to watch the image form on the node "
                                         "(unless ComfyUI runs with --preview-method none)."),
         InfinityEncodedImageSocket.Input("encoded_image", optional=True,
-                                         tooltip="Optional: a picture from Infinity Encode Image, for img2img "
-                                                 "(keep_scales) and, with its mask, inpainting."),
+                                         tooltip="Optional: a picture from Infinity Encode Image, for image to "
+                                                 "image (keep from picture) and, with its mask, inpainting."),
         io.Combo.Input("speed", options=list(SPEED_MODES), default=DEFAULTS.speed, optional=True,
                        tooltip="exact: the model's own computation. balanced and fast do less work at the last "
-                               "scales (guidance off there; fast also computes fewer tokens), at a measured cost "
-                               "in detail (README, Speed modes)."),
+                               "steps (guidance off there; fast also computes less of the image), at a measured "
+                               "cost in fine detail (README, Speed modes)."),
     ]
 
 
-_OUTPUTS = [InfinityCodesSocket.Output(display_name="codes",
-                                       tooltip="The image's bitwise codes, for Infinity VAE Decode.")]
+_OUTPUTS = [InfinityCodesSocket.Output(display_name="image data",
+                                       tooltip="The image, still in the model's own form: connect it to Infinity "
+                                               "VAE Decode.")]
 
 
 class InfinityBitwiseSampler(io.ComfyNode):
@@ -176,14 +184,15 @@ class InfinityBitwiseSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return node_schema(
             node_id="InfinityBitwiseSampler", display_name="Infinity Bitwise Sampler",
-            description=("Generates an image scale by scale (next-scale prediction of bits), coarse to fine. The "
-                         "progress bar advances once per scale (with a preview when a VAE is connected); cancel "
-                         "stops it after the current scale."),
+            description=("Draws an image coarse to fine: a few blurry blocks first, each step adding finer detail. "
+                         "The progress bar advances once a step, and with the VAE connected the node shows the image "
+                         "as it forms; cancel stops it after the current step. top_k and top_p are for experiments "
+                         "(shown under 'advanced' in frontends that have it)."),
             search_aliases=ALIASES,
             inputs=_sampler_inputs(io.Float.Input(
                 "cfg", default=DEFAULTS.cfg, min=CFG_RANGE[0], max=CFG_RANGE[1], step=0.1, round=0.01,
-                tooltip="Classifier-free guidance: how strongly the prompt (vs. the negative prompt) steers every "
-                        "scale. 1 turns guidance off and halves the work.")),
+                tooltip="How closely the image follows the prompt (and avoids the negative prompt). 1 turns this "
+                        "off and is about twice as fast.")),
             outputs=_OUTPUTS,
         )
 
@@ -210,13 +219,14 @@ class InfinityBitwiseSamplerAdvanced(io.ComfyNode):
         default = ", ".join([f"{DEFAULTS.cfg:g}"] * PIXEL_BUDGETS[DEFAULT_PIXELS])
         return node_schema(
             node_id="InfinityBitwiseSamplerAdvanced", display_name="Infinity Bitwise Sampler (Advanced)",
-            description="The Infinity Bitwise Sampler with a cfg for each scale instead of one for all.",
+            description=("The Infinity Bitwise Sampler with a cfg for each step, coarse to fine, instead of one "
+                         "for all."),
             search_aliases=(*ALIASES, "cfg schedule", "per-scale cfg"),
             inputs=_sampler_inputs(io.String.Input(
                 "cfg_schedule", default=default, multiline=False,
-                tooltip="One cfg per scale, coarse to fine, separated by commas, each "
-                        f"{CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}. The last value repeats for the scales left out; the "
-                        "pixel budget sets the number of scales (shown under the node).")),
+                tooltip="One cfg per step, coarse to fine, separated by commas, each "
+                        f"{CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}. The last value repeats for the steps left out; the "
+                        "size sets the number of steps (shown under the node).")),
             outputs=_OUTPUTS,
         )
 

@@ -17,3 +17,11 @@ def node_schema(*, search_aliases: tuple[str, ...] = (), **fields) -> io.Schema:
     if SCHEMA_HAS_SEARCH_ALIASES:
         fields["search_aliases"] = [*COMMON_ALIASES, *search_aliases]
     return io.Schema(category=CATEGORY, **fields)
+
+
+def advanced(widget: io.Input) -> io.Input:
+    """`widget`, marked as an input for experiments: frontends 1.5x fold it away under the node's "advanced"
+    toggle (Nodes 2.0), older ones show it as any other. The widget stays in the node, so saved workflows keep
+    its value in its place. Set through `extra_dict`, which every V3 input merges into its definition."""
+    widget.extra_dict["advanced"] = True
+    return widget

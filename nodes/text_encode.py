@@ -23,13 +23,14 @@ class InfinityTextEncode(io.ComfyNode):
             inputs=[
                 InfinityTextEncoderSocket.Input("text_encoder", tooltip="From Load Infinity Text Encoder (T5)."),
                 io.String.Input("prompt", multiline=True, dynamic_prompts=True, default="",
-                                tooltip="What the image should show (at most 512 T5 tokens; the rest is cut)."),
+                                tooltip="What the image should show. Very long prompts are cut (about 400 words); "
+                                        "words the text encoder does not know are named in a message after a run."),
                 io.String.Input("negative_prompt", multiline=True, dynamic_prompts=True, default="",
-                                tooltip="What guidance steers away from. Empty: the model's learned 'no prompt' "
-                                        "embedding, as the official code does."),
+                                tooltip="What the image should avoid. Empty is fine: the model then steers away "
+                                        "from an image of nothing in particular, as the official code does."),
             ],
             outputs=[InfinityConditioningSocket.Output(
-                display_name="conditioning", tooltip="Text features of both prompts, for the Infinity Bitwise Sampler.")],
+                display_name="conditioning", tooltip="Both prompts, encoded, for the Infinity Bitwise Sampler.")],
         )
 
     @classmethod

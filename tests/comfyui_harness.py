@@ -377,7 +377,7 @@ WATCH_SCRIPT = r"""
 
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,900")
+                  "--disable-dev-shm-usage", "--window-size=1600,1000")   # an artist's laptop window
 
 
 def chromium_paths() -> tuple[str, str]:

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from infinity_core import InfinityError, get_schedule, load_vae
 from infinity_core.config import VAEConfig
-from infinity_core.image_in import (RESAMPLE_MODES, encode_image, fit_image, fit_mask, pad_for_outpaint,
-                                    paste_outside_mask, placement, schedule_for_image)
+from infinity_core.image_in import (RESAMPLE_MODES, encode_image, fit_image, fit_mask, match_kept_colour,
+                                    pad_for_outpaint, paste_outside_mask, placement, schedule_for_image)
 from infinity_core.schedules import ASPECT_TEMPLATES
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.vae.bsq import bits_to_codes, patchify_bits, upsample_codes
@@ -272,6 +272,25 @@ def test_paste_without_a_ramp_is_a_hard_cut():
     torch.testing.assert_close(pasted, torch.where(mask[:, None] > 0, decoded, reference), atol=0, rtol=0)
 
 
+def test_matching_the_kept_colour_removes_a_uniform_shift_of_the_decoded_image():
+    """A decode whose tone is off by a constant per channel (as the decoder's whole-image GroupNorm shifts it
+    when an area is redrawn): shifted by the mean difference over the kept pixels, it equals the reference
+    there, and inside the mask it is the redrawn content in the reference's tone; pasted, no step at the
+    mask's edge. A mask that keeps nothing leaves the decode as it is."""
+    reference = _random_image(2, 3, 32, 32, seed=10) * 0.5                     # [-0.5, 0.5]: no clamping
+    redrawn = _random_image(2, 3, 32, 32, seed=11) * 0.5
+    mask = torch.zeros(2, 32, 32)
+    mask[:, 4:20, 6:24] = 1.0
+    inside = mask[:, None].bool().expand(-1, 3, -1, -1)
+    shift = torch.tensor([0.12, -0.2, 0.05]).view(1, 3, 1, 1)
+    decoded = torch.where(inside, redrawn, reference) + shift
+    matched = match_kept_colour(decoded, reference, mask)
+    torch.testing.assert_close(matched, torch.where(inside, redrawn, reference), atol=1e-5, rtol=0)
+    pasted = paste_outside_mask(matched, reference, mask, ramp=0)
+    torch.testing.assert_close(pasted, torch.where(inside, redrawn, reference), atol=1e-5, rtol=0)
+    torch.testing.assert_close(match_kept_colour(decoded, reference, torch.ones(32, 32)), decoded, atol=0, rtol=0)
+
+
 # --------------------------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("call, match", [
@@ -296,6 +315,8 @@ def test_paste_without_a_ramp_is_a_hard_cut():
     (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9), torch.ones(8, 8)), "reference: must"),
     (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(4, 4)), "mask: is .* fit_mask"),
     (lambda: paste_outside_mask(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(8, 8), -1), "ramp: must"),
+    (lambda: match_kept_colour(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 9), torch.ones(8, 8)), "reference: must"),
+    (lambda: match_kept_colour(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(4, 4)), "mask: is .* fit_mask"),
 ])
 def test_bad_input_names_the_argument_and_what_is_valid(call, match):
     with pytest.raises(InfinityError, match=match):

@@ -106,8 +106,8 @@ def test_pacer_share_one_frames_every_scale_but_the_last():
 
 
 def test_scale_previews_render_each_due_scale_at_its_grid():
-    """ScalePreviews with the budget opened to the whole run: a frame after every scale but the last, each
-    the pooled decode at that scale's VAE grid (this VAE is f16: the token grid), counted with its time."""
+    """ScalePreviews with the budget opened to the whole run: a frame after every scale, each the pooled
+    decode at that scale's VAE grid (this VAE is f16: the token grid), counted with its time."""
     vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
     schedule = SamplingConfig(pixels="0.06M").schedule
     codes = torch.randn(1, vae.config.codebook_dim, *schedule.grids[-1],
@@ -116,11 +116,29 @@ def test_scale_previews_render_each_due_scale_at_its_grid():
     previews = ScalePreviews(vae, schedule, share=1.0, clock=lambda: float(next(ticks)))   # 1 s per reading
     total = schedule.num_scales
     pictures = [previews(done, total, codes) for done in range(total + 1)]
-    assert pictures[0] is None and pictures[-1] is None
-    for done in range(1, total):
+    assert pictures[0] is None
+    for done in range(1, total + 1):
         assert (pictures[done] == render_preview(vae, codes, schedule.grids[done - 1])).all()
     assert pictures[1].shape[:2] == (2 * vae.config.downsample,) * 2        # the first scale: 2x2 cells
-    assert previews.frames == total - 1 and previews.seconds == total - 1
+    assert previews.frames == total and previews.seconds == total
+
+
+def test_scale_previews_always_show_the_finished_codes_after_the_last_scale():
+    """With no budget at all (share 0) the pacer allows only the first scale's frame; the last scale still
+    gets one, the preview of the finished codes at the full grid, so the frame a frontend keeps showing after
+    the run is the image the run made."""
+    vae = load_vae(FIXTURES / "vae_tiny.safetensors", "cpu", torch.float32, with_encoder=False)
+    schedule = SamplingConfig(pixels="0.06M").schedule
+    codes = torch.randn(1, vae.config.codebook_dim, *schedule.grids[-1],
+                        generator=torch.Generator().manual_seed(3)) * 0.25
+    ticks = iter(range(1000))
+    previews = ScalePreviews(vae, schedule, share=0.0, clock=lambda: float(next(ticks)))
+    total = schedule.num_scales
+    pictures = [previews(done, total, codes) for done in range(total + 1)]
+    framed = [done for done, picture in enumerate(pictures) if picture is not None]
+    assert framed == [1, total]
+    assert (pictures[total] == render_preview(vae, codes, schedule.grids[-1])).all()
+    assert pictures[total].shape[:2] == (PREVIEW_PIXELS,) * 2     # a 256 px square's final grid, pooled to 128 px
 
 
 def test_previews_time_scales_on_the_device_clock():

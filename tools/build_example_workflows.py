@@ -26,13 +26,20 @@ from infinity_core import SamplingConfig  # noqa: E402
 EXAMPLES = ROOT / "example_workflows"
 API_WORKFLOWS = ROOT / "tests" / "workflows"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-NODE_WIDTH = 320
-# The grid the nodes sit on, wide and tall enough that no two nodes overlap once a run has shown its previews
-# and images, on the canvas and with Vue nodes, in frontends 1.27 and 1.5x (1.27's Vue nodes are up to 430 px
-# wide; a sampler showing its preview grows to about 900 px there, 680 px in 1.58): checked by
-# tests/real_comfyui/.
-COLUMNS = (20, 500, 980, 1460, 1940)   # loaders, text encoders, samplers, decoders, outputs and image inputs
-ROW_2 = 1000                           # the second sampler's row
+# Each template fits a 1600 x 1000 window (a canvas of 1600 x 857 px) at zoom >= 0.75: frontends 1.5x fit a
+# template's bounds to the window at 0.75 of the fitting zoom, 1.27 opens it at the saved ZOOM. The core's own
+# image template opens at about 0.73; below 0.57 (14 px text * zoom < 8 px) the frontends draw no text. So a
+# graph spans at most 1580 x 800 units: text to image in four columns, the image templates in five narrower
+# ones (their picture-making first row, then the second sampler's inputs). Every wire runs left to right (a
+# node's inputs come from columns to its left, or from the node above it), but the ones that carry the first
+# row's picture to the second sampler's inputs. Heights leave room for the previews and images a run adds
+# (a sampler grows by about 200 units), so no two nodes overlap after a run, on the canvas and with Vue
+# nodes, in frontends 1.27 and 1.5x: checked by tests/real_comfyui/.
+TEXT_COLUMNS = ((20, 400), (460, 340), (840, 340), (1220, 340))   # (x, width): loaders and note, text, sampler, out
+IMAGE_COLUMNS = ((20, 370), (415, 245), (685, 320), (1030, 320), (1375, 225))
+LOADER_HEIGHT = 110                   # Vue nodes draw a loader 114 units tall whatever its saved height
+SAMPLER_HEIGHT = 360
+ZOOM = 0.75
 
 # Core ComfyUI nodes the examples use: (inputs as (name, type, widget?)), outputs as (name, type))
 CORE_NODES = {
@@ -82,6 +89,7 @@ class Node:
     widgets: dict = field(default_factory=dict)      # widget name -> value
     links: dict = field(default_factory=dict)        # input name -> (Node, output slot)
     height: int = 120
+    width: int = 340
     title: str | None = None
 
 
@@ -90,10 +98,12 @@ class Graph:
         self.specs = specs
         self.nodes: list[Node] = []
 
-    def add(self, node_type: str, pos: tuple[int, int], box_height: int = 120, title: str | None = None,
-            **inputs) -> Node:
-        """A node at `pos`, `box_height` px tall; inputs are widget values or (source node, output slot)."""
-        node = Node(len(self.nodes) + 1, node_type, pos, height=box_height, title=title)
+    def add(self, node_type: str, column: tuple[int, int], y_position: int, box_height: int = 120,
+            title: str | None = None, **inputs) -> Node:
+        """A node in `column` (x, width) at height `y_position`, `box_height` units tall; inputs are widget values or
+        (source node, output slot)."""
+        node = Node(len(self.nodes) + 1, node_type, (column[0], y_position), height=box_height, width=column[1],
+                    title=title)
         for name, value in inputs.items():
             if isinstance(value, tuple):
                 node.links[name] = value
@@ -139,7 +149,7 @@ class Graph:
             for slot, (name, kind) in enumerate(self._outputs(node)):
                 targets = [link[0] for link in links if link[1] == node.id and link[2] == slot]
                 outputs.append({"name": name, "type": kind, "links": targets})
-            entry = {"id": node.id, "type": node.type, "pos": list(node.pos), "size": [NODE_WIDTH, node.height],
+            entry = {"id": node.id, "type": node.type, "pos": list(node.pos), "size": [node.width, node.height],
                      "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                      "properties": {"Node name for S&R": node.type},
                      "widgets_values": [node.widgets["text"]] if node.type == "Note" else values}
@@ -150,7 +160,7 @@ class Graph:
             nodes.append(entry)
         return {"id": "00000000-0000-0000-0000-000000000000", "revision": 0, "last_node_id": len(self.nodes),
                 "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [], "config": {},
-                "extra": {"ds": {"scale": 0.8, "offset": [20, 20]}}, "version": 0.4}
+                "extra": {"ds": {"scale": ZOOM, "offset": [20, 20]}}, "version": 0.4}
 
     def api(self) -> dict:
         prompt = {}
@@ -163,119 +173,130 @@ class Graph:
         return prompt
 
 
-def loaders(graph: Graph) -> tuple[Node, Node, Node]:
-    x = COLUMNS[0]
-    encoder = graph.add("InfinityTextEncoderLoader", (x, 40), 90, text_encoder_folder=DEMO["text_encoder_folder"],
-                        dtype=DEMO["dtype"])
-    model = graph.add("InfinityTransformerLoader", (x, 240), 90, model_file=DEMO["model_file"], dtype=DEMO["dtype"])
-    vae = graph.add("InfinityVAELoader", (x, 440), 90, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
+def loaders(graph: Graph, column: tuple[int, int]) -> tuple[Node, Node, Node]:
+    encoder = graph.add("InfinityTextEncoderLoader", column, 40, LOADER_HEIGHT,
+                        text_encoder_folder=DEMO["text_encoder_folder"], dtype=DEMO["dtype"])
+    model = graph.add("InfinityTransformerLoader", column, 190, LOADER_HEIGHT, model_file=DEMO["model_file"],
+                      dtype=DEMO["dtype"])
+    vae = graph.add("InfinityVAELoader", column, 340, LOADER_HEIGHT, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
     return encoder, model, vae
 
 
-def text_to_image(graph: Graph, encoder, model, vae, prompt: str, seed: int, y: int = 40,
-                  title: str | None = None, **sampler) -> tuple[Node, Node]:
-    cond = graph.add("InfinityTextEncode", (COLUMNS[1], y), 200, text_encoder=(encoder, 0), prompt=prompt,
+def text_to_image(graph: Graph, columns, encoder, model, vae, prompt: str, seed: int,
+                  title: str | None = None) -> tuple[Node, Node]:
+    """Text encode, sampler and decode in columns[1:4] from the top: (sampler, decode)."""
+    cond = graph.add("InfinityTextEncode", columns[1], 40, 180, text_encoder=(encoder, 0), prompt=prompt,
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], y), 420, title=title, model=(model, 0),
-                      conditioning=(cond, 0), vae=(vae, 0), seed=seed, **{**SAMPLER, **sampler})
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], y), 80, vae=(vae, 0), codes=(codes, 0))
+    codes = graph.add("InfinityBitwiseSampler", columns[2], 40, SAMPLER_HEIGHT, title=title, model=(model, 0),
+                      conditioning=(cond, 0), vae=(vae, 0), seed=seed, **SAMPLER)
+    image = graph.add("InfinityTokenizerDecode", columns[3], 40, 80, vae=(vae, 0), codes=(codes, 0))
     return codes, image
 
 
-NOTE_MODELS = ("Runs as-is on the small demo model shipped with the pack (coloured shapes, 256 x 256). For the "
-               "published Infinity 2B: put infinity_2b_reg.pth and infinity_vae_d32reg.pth in models/infinity, a "
-               "local copy of google/flan-t5-xl in models/text_encoders, and set pixels to 1M.")
+NOTE_MODELS = ("Runs as it is on the small demo model that comes with the pack (coloured circles, squares and "
+               "triangles on a coloured background). For Infinity 2B, see the README: its files go in "
+               "models/infinity and models/text_encoders, and its size is 1M.")
 
 
 def build_text_to_image(specs) -> Graph:
     graph = Graph(specs)
-    encoder, model, vae = loaders(graph)
-    _, image = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42)
-    graph.add("SaveImage", (COLUMNS[4], 40), 420, images=(image, 0), filename_prefix="Infinity")
-    graph.add("Note", (COLUMNS[1], 320), 160, text=NOTE_MODELS + "\n\nConnect the VAE to the sampler's vae input for a "
-              "preview at every scale (ComfyUI started with --preview-method auto).")
+    columns = TEXT_COLUMNS
+    encoder, model, vae = loaders(graph, columns[0])
+    _, image = text_to_image(graph, columns, encoder, model, vae,
+                             "a red circle at the top left on a blue background", 42)
+    graph.add("SaveImage", columns[3], 170, 330, images=(image, 0), filename_prefix="Infinity")
+    graph.add("Note", columns[0], 500, 280, text="Text to image: write what to draw in Infinity Text Encode and "
+              "press Run. The sampler draws it coarse to fine and shows the image as it forms (when ComfyUI runs "
+              "with --preview-method auto).\n\n" + NOTE_MODELS)
     return graph
 
 
 def input_picture(graph: Graph) -> tuple[Node, Node, Node, Node]:
     """The loaders and the first row, which makes the picture the other examples start from:
     (text encoder, model, VAE, decoded picture)."""
-    encoder, model, vae = loaders(graph)
-    _, picture = text_to_image(graph, encoder, model, vae, "a red circle at the top left on a blue background", 42,
+    encoder, model, vae = loaders(graph, IMAGE_COLUMNS[0])
+    _, picture = text_to_image(graph, IMAGE_COLUMNS, encoder, model, vae,
+                               "a red circle at the top left on a blue background", 42,
                                title="Infinity Bitwise Sampler (the input picture)")
     return encoder, model, vae, picture
 
 
-def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, shown, save_at,
-                         save_prefix: str, **sampler) -> None:
-    """The second row: a sampler drawing from `encoded` for `prompt`, its decode and save, and a Preview Image
-    of `shown` (the picture as it goes in) above the decode."""
-    cond = graph.add("InfinityTextEncode", (COLUMNS[1], ROW_2), 200, text_encoder=(encoder, 0), prompt=prompt,
+def encode_picture(graph: Graph, vae, image, **options) -> Node:
+    """Infinity Encode Image under the first sampler."""
+    return graph.add("InfinityEncodeImage", IMAGE_COLUMNS[2], 640, 180, image=image, vae=(vae, 0),
+                     aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", **options)
+
+
+def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str, title: str, save_prefix: str,
+                         note: str, **sampler) -> None:
+    """The second sampler's prompt (under the first), the sampler drawing from `encoded` (under the first
+    decode), its decode and save (right of it), and the note under the save: short, as frontends 1.5x draw
+    their minimap over the window's bottom right corner."""
+    columns = IMAGE_COLUMNS
+    cond = graph.add("InfinityTextEncode", columns[1], 270, 180, text_encoder=(encoder, 0), prompt=prompt,
                      negative_prompt="")
-    codes = graph.add("InfinityBitwiseSampler", (COLUMNS[2], ROW_2), 440, title=title, model=(model, 0),
+    codes = graph.add("InfinityBitwiseSampler", columns[3], 170, SAMPLER_HEIGHT, title=title, model=(model, 0),
                       conditioning=(cond, 0), vae=(vae, 0), encoded_image=(encoded, 0), seed=7,
                       **{**SAMPLER, **sampler})
-    image = graph.add("InfinityTokenizerDecode", (COLUMNS[3], ROW_2), 80, vae=(vae, 0), codes=(codes, 0))
-    graph.add("PreviewImage", (COLUMNS[3], 200), 280, images=(shown, 0))
-    graph.add("SaveImage", save_at, 420, images=(image, 0), filename_prefix=save_prefix)
+    image = graph.add("InfinityTokenizerDecode", columns[4], 40, 80, vae=(vae, 0), codes=(codes, 0))
+    graph.add("SaveImage", columns[4], 170, 270, images=(image, 0), filename_prefix=save_prefix)
+    graph.add("Note", columns[4], 490, 330, text=note)
 
 
 def build_image_to_image(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
-                        aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
+    encoded = encode_picture(graph, vae, (picture, 0), crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a yellow circle at the top left on a blue background",
-                         "Infinity Bitwise Sampler (img2img)", picture, (COLUMNS[4], ROW_2), "Infinity_img2img",
-                         keep_scales=3)
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Image to image: Infinity Encode Image turns a picture (here made "
-              "by the first sampler) into the bits of every scale; the second sampler keeps the first "
-              "keep_scales of them (3 of 7: the layout) and draws the rest for its own prompt. More kept scales "
-              "stay closer to the picture, like a lower denoise.\n\n" + NOTE_MODELS)
+                         "Infinity Bitwise Sampler (image to image)", "Infinity_img2img",
+                         "Image to image: the top row draws a picture. The second sampler keeps its first 3 of 7 "
+                         "steps (keep from picture: the layout) and draws the rest for its own prompt; keep more "
+                         "to stay closer. Use Load Image for your own picture.", keep_scales=3)
     return graph
 
 
 def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    canvas = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 300), 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", (COLUMNS[0], ROW_2 + 560), 110, value=1.0, width=144, height=144)
-    mask = graph.add("MaskComposite", (COLUMNS[1], ROW_2 + 300), 170, destination=(canvas, 0), source=(square, 0),
+    canvas = graph.add("SolidMask", IMAGE_COLUMNS[0], 500, 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", IMAGE_COLUMNS[0], 650, 110, value=1.0, width=144, height=144)
+    mask = graph.add("MaskComposite", IMAGE_COLUMNS[1], 500, 150, destination=(canvas, 0), source=(square, 0),
                      x=0, y=0, operation="add")
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 40), 200, image=(picture, 0), vae=(vae, 0),
-                        mask=(mask, 0), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", crop="center")
+    encoded = encode_picture(graph, vae, (picture, 0), mask=(mask, 0), crop="center")
     sampler_from_picture(graph, encoder, model, vae, encoded, "a green square at the top left on a blue background",
-                         "Infinity Bitwise Sampler (inpaint)", picture, (COLUMNS[4], ROW_2), "Infinity_inpaint")
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Inpainting: the mask (white = redraw; here a square over the "
-              "circle, made with core mask nodes; any MASK works, e.g. from Load Image or the mask editor) goes into "
-              "Infinity Encode Image with the picture. The sampler redraws the masked region for its prompt and "
-              "keeps the rest of the picture at every scale.\n\n" + NOTE_MODELS)
+                         "Infinity Bitwise Sampler (inpainting)", "Infinity_inpaint",
+                         "Inpainting: the top row draws a picture. The second sampler redraws what the mask covers "
+                         "(white = redraw; here a square over the circle; any mask works, e.g. from the mask "
+                         "editor) for its prompt and keeps the rest.")
     return graph
+
+
+# Two objects in the demo's grammar ("X at POS and Y at POS on a Z background"): the kept left half holds the
+# first, the new right half gets the second.
+OUTPAINT_PROMPT = "a red circle at the top left and a yellow triangle at the bottom right on a blue background"
 
 
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    half = graph.add("ImageCrop", (COLUMNS[4], 40), 160, image=(picture, 0), width=128, height=256, x=0, y=0)
-    padded = graph.add("InfinityPadForOutpainting", (COLUMNS[4], 320), 250, image=(half, 0), left=0, top=0,
+    half = graph.add("ImageCrop", IMAGE_COLUMNS[0], 500, 150, image=(picture, 0), width=128, height=256, x=0, y=0)
+    padded = graph.add("InfinityPadForOutpainting", IMAGE_COLUMNS[1], 500, 220, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
-    encoded = graph.add("InfinityEncodeImage", (COLUMNS[4], 720), 200, image=(padded, 0), vae=(vae, 0),
-                        mask=(padded, 1), aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic",
-                        crop="disabled")
-    sampler_from_picture(graph, encoder, model, vae, encoded,
-                         "a red circle at the top left and a yellow triangle on the right on a blue background",
-                         "Infinity Bitwise Sampler (outpaint)", padded, (COLUMNS[3], ROW_2 + 160), "Infinity_outpaint")
-    graph.add("Note", (COLUMNS[0], 640), 300, text="Outpainting: the left half of a picture is extended to the "
-              "right by Infinity Pad for Outpainting, which snaps the canvas to a valid schedule and masks the new "
-              "area. The sampler draws the new area for its prompt and keeps the old half.\n\n" + NOTE_MODELS)
+    encoded = encode_picture(graph, vae, (padded, 0), mask=(padded, 1), crop="disabled")
+    sampler_from_picture(graph, encoder, model, vae, encoded, OUTPAINT_PROMPT,
+                         "Infinity Bitwise Sampler (outpainting)", "Infinity_outpaint",
+                         "Outpainting: the top row draws a picture. Pad for Outpainting extends its left half to "
+                         "the right and masks the new area; the second sampler draws it for its prompt and keeps "
+                         "the old half.")
     return graph
 
 
+# File names are the titles the template browser shows (it titles a pack's template with its file name).
 EXAMPLE_GRAPHS = {
-    "Infinity text to image": (build_text_to_image, "infinity_t2i_example_api.json"),
-    "Infinity image to image": (build_image_to_image, "infinity_img2img_example_api.json"),
-    "Infinity inpainting": (build_inpaint, "infinity_inpaint_example_api.json"),
-    "Infinity outpainting": (build_outpaint, "infinity_outpaint_example_api.json"),
+    "Infinity Text to Image": (build_text_to_image, "infinity_t2i_example_api.json"),
+    "Infinity Image to Image": (build_image_to_image, "infinity_img2img_example_api.json"),
+    "Infinity Inpainting": (build_inpaint, "infinity_inpaint_example_api.json"),
+    "Infinity Outpainting": (build_outpaint, "infinity_outpaint_example_api.json"),
 }
 
 

@@ -87,13 +87,26 @@ def test_throttled_progress_still_cancels_at_every_scale(env, registry, models, 
 
 def test_preview_frames_reach_the_page_however_close_the_scales(env, registry, models, mm, monkeypatch):
     """Scales 10 ms apart: every frame the pacer allows goes out (ComfyUI never drops an update with a
-    preview), here at every scale but the last, with the budget opened to the whole run."""
+    preview), here at every scale, with the budget opened to the whole run."""
     install_fake_clock(env, monkeypatch, 0.01)   # a fast machine: scales under 100 ms apart
     monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
     frames = _frames(mm, previews_on=True)
     sample(registry, models, vae=models["vae"])
-    assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6]
+    assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6, 7]
     assert [value for value, _ in frames] == [0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def test_the_last_update_carries_the_finished_image_whatever_the_budget(env, registry, models, mm, fake_clock,
+                                                                        monkeypatch):
+    """No budget for previews at all: the first scale's frame goes out (the pacer's rule), and the last
+    update carries a frame too, the decode of the finished codes, which a frontend keeps showing on the
+    node after the run (so it never keeps the first scale's haze)."""
+    monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 0.0)
+    frames = _frames(mm, previews_on=True)
+    codes = sample(registry, models, vae=models["vae"]).codes
+    assert [value for value, frame in frames if frame is not None] == [1, 7]
+    grids = SamplingConfig(pixels="0.06M").schedule.grids
+    assert (numpy.asarray(frames[-1][1][1]) == core_preview.render_preview(models["vae"].vae, codes, grids[-1])).all()
 
 
 def test_stub_progress_bar_throttles_plain_updates_as_comfyui_does(env, monkeypatch):
@@ -121,9 +134,9 @@ def _frames(mm, previews_on: bool):
 
 
 def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, mm, fake_clock, monkeypatch):
-    """With previews on, a VAE connected and the budget opened to the whole run, every scale but the last
-    sends a JPEG frame: the VAE's decode of the summed codes so far, pooled to the preview grid; the final
-    codes are unchanged by previews."""
+    """With previews on, a VAE connected and the budget opened to the whole run, every scale sends a JPEG
+    frame: the VAE's decode of the summed codes so far, pooled to the preview grid, to be shown at most at the
+    image's own size (256 px here, under ComfyUI's 512); the final codes are unchanged by previews."""
     monkeypatch.setattr(env.nodes.previews, "PREVIEW_SHARE", 1.0)
     reference = sample(registry, models).codes
     seen_codes = []
@@ -133,11 +146,11 @@ def test_preview_frames_show_each_scale_through_the_vae(env, registry, models, m
     frames = _frames(mm, previews_on=True)
     codes = sample(registry, models, vae=models["vae"]).codes
     assert torch.equal(codes, reference)
-    assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6]
+    assert [value for value, frame in frames if frame is not None] == [1, 2, 3, 4, 5, 6, 7]
     grids = SamplingConfig(pixels="0.06M").schedule.grids
     for (value, frame), (summed, grid) in zip([f for f in frames if f[1] is not None], seen_codes):
         kind, picture, max_size = frame
-        assert kind == "JPEG" and isinstance(picture, Image.Image) and max_size == 512
+        assert kind == "JPEG" and isinstance(picture, Image.Image) and max_size == 256
         assert grid == grids[value - 1]                        # the tiny VAE is f16: token grid = VAE grid
         assert (numpy.asarray(picture) == real_render(models["vae"].vae, summed, grid)).all()
         assert picture.size == (min(max(grid[1], 2), 8) * 16, min(max(grid[0], 2), 8) * 16)   # 2..8 cells a side

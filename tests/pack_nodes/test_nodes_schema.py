@@ -4,6 +4,7 @@ Through the stand-in ComfyUI of tests/comfy_stub and the stand-in models (see no
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,38 @@ def test_every_node_has_display_name_description_category_aliases_and_tooltips(r
         assert len(widget_names(registry, node_id)) <= 11, node_id
     aliases = {a for cls in registry.values() for a in cls.GET_SCHEMA().search_aliases}
     assert {"img2img", "inpaint", "outpaint"} <= aliases
+
+
+# What an artist should not have to read: words of the paper and of the code, not of picture making.
+RESEARCH_WORDS = ("logit", "bitwise codes", "bsq", "<unk>", "next-scale", "per bit", "top-k", "top-p", "codes",
+                  "bits", "schedule", "tokenizer weights")
+
+
+def test_display_names_descriptions_and_tooltips_use_plain_words(registry):
+    """The node names keep "Bitwise" (the model's own name); everything else a user reads on a node or in its
+    tooltips is free of the research words above."""
+    found = []
+    for node_id, cls in registry.items():
+        schema = cls.GET_SCHEMA()
+        texts = [("description", schema.description)]
+        texts += [(f"{i.id} tooltip", i.tooltip) for i in schema.inputs]
+        texts += [(f"{i.id} name", i.display_name) for i in schema.inputs if i.display_name]
+        texts += [(f"output {o.display_name}", o.tooltip) for o in schema.outputs]
+        texts += [("output name", o.display_name) for o in schema.outputs]
+        found += [f"{node_id} {where}: '{word}' in {text!r}" for where, text in texts for word in RESEARCH_WORDS
+                  if re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text.lower())]
+    assert not found, found
+
+
+def test_the_simple_sampler_folds_the_experimental_knobs_away_and_keeps_its_widget_order(registry):
+    """top_k and top_p are marked advanced (frontends 1.5x fold them away) but stay widgets in their saved
+    place; seed, cfg, temperature, size and batch stay in view."""
+    for node_id in ("InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced"):
+        declared = registry[node_id].INPUT_TYPES()
+        options = {name: spec[1] for group in declared.values() for name, spec in group.items()}
+        assert [name for name, o in options.items() if o.get("advanced")] == ["top_k", "top_p"], node_id
+    names = widget_names(registry, "InfinityBitwiseSampler")
+    assert names[:8] == ["seed", "cfg", "tau", "top_k", "top_p", "aspect_ratio", "pixels", "batch_size"]
 
 
 def test_search_aliases_are_left_out_where_the_schema_has_no_such_field(env, monkeypatch):

@@ -58,7 +58,7 @@ SAMPLER_PREFIX = "InfinityBitwiseSampler"
 OUTPUT_NODES = ("SaveImage", "PreviewImage")
 EXTRA_PATHS_MODEL = "from_extra_model_paths.safetensors"
 MISMATCHED_VAE = "vae_24bit.safetensors"   # neither the stand-in's 32 bits nor the demo model's 16
-SIZE_TEXT = re.compile(r"output\s+(\d+)\s*[x\u00d7]\s*(\d+)\s*px", re.IGNORECASE)
+SIZE_TEXT = re.compile(r"image\s+(\d+)\s*[x\u00d7]\s*(\d+)\s*px", re.IGNORECASE)
 RSS_GROWTH_LIMIT = 50 * 2**20
 PAGE_SETTLE_S = 2
 

@@ -262,8 +262,9 @@ def _with_preview_vae(prompt: dict) -> dict:
 
 
 def test_previews_arrive_while_the_sampler_runs(server):
-    """Each preview rides on a progress update of the sampler (ProgressBar.update_absolute with an image), so
-    there are at most as many frames as updates before the last scale, at least one, before sampling ends;
+    """Each preview rides on a progress update of the sampler (ProgressBar.update_absolute with an image): the
+    first sampled scale's, the last scale's (the finished image, which the page keeps showing), and at most
+    one on each update between;
     they are images no larger than --preview-size, and they change from scale to scale. How many scales get a
     frame is the previews' time budget: printed."""
     from PIL import Image
@@ -283,9 +284,11 @@ def test_previews_arrive_while_the_sampler_runs(server):
     figure(f"previews over the websocket (API run, {scales} scales): {len(run.previews)} frames, {distinct} distinct, "
             f"{len(before_last)} progress updates between the first and the last scale")
     assert sampler_updates and run.progress[sampler_updates[-1]][1] == scales, "the sampler's progress never ended"
-    assert 1 <= len(run.previews) <= len(before_last), \
-        f"{len(run.previews)} preview frames for {len(before_last)} progress updates"
+    assert 2 <= len(run.previews) <= len(before_last) + 1, \
+        f"{len(run.previews)} preview frames for {len(before_last)} progress updates and the last"
     assert run.preview_after[0] <= sampler_updates[-1], "the first preview came after sampling ended"
+    # the last frame rides on the last scale's update: what the page keeps showing is the finished image
+    assert run.preview_after[-1] == sampler_updates[-1] + 1, "no frame with the sampler's last scale"
     assert len(run.previews) == 1 or distinct >= 2, "every preview frame is the same picture"
     for frame in run.previews:
         image = Image.open(io.BytesIO(frame))

@@ -1,23 +1,22 @@
-// Read-only text on the Infinity nodes, as widgets, so it shows with Nodes 2.0 (Vue nodes) on and off:
-//  * each sampler shows the image size (W x H) and number of scales its aspect ratio and pixel budget give.
-//    The table comes from the Python side (GET /infinity/output_sizes, built from infinity_core's schedules),
-//    so it is never duplicated here;
-//  * Infinity Text Encode shows, after it ran, the prompt warnings the server sent (words the text encoder
-//    does not know, text past 512 tokens).
-// The size is a combo widget whose one choice is the size text: combos are drawn on the canvas and rendered by
-// every Nodes 2.0 version (frontend 1.27's Vue nodes render no text widgets, not even the core's). The
-// warnings a read-only multiline STRING widget as ComfyUI's own Preview Any node uses. Both are kept out of
-// the saved workflow and the queued prompt (serialize false), so saved widget values keep their order.
+// What the Infinity nodes show beyond their widgets, in every frontend (1.27 and 1.5x) and node mode (Nodes 2.0
+// on and off), through public paths only:
+//  * each sampler names the image size (W x H px) its aspect ratio and size widgets give as the label of its
+//    output socket: a socket label is plain text in every frontend and mode, never a menu, and it is short
+//    enough not to be cut ("image 1024 x 1024 px"). The table comes from the Python side
+//    (GET /infinity/output_sizes, built from infinity_core's schedules), so it is never duplicated here;
+//  * Infinity Text Encode's prompt warnings (words the text encoder does not know, text past its limit) come
+//    as a warning toast after the run, where the whole message fits, instead of a cramped box on the node;
+//  * the pack's templates are listed in the order a user learns them (text to image first).
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
-import { ComfyWidgets } from "../../../scripts/widgets.js";
 
 const SAMPLERS = new Set(["InfinityBitwiseSampler", "InfinityBitwiseSamplerAdvanced"]);
 const ENCODE_IMAGE = "InfinityEncodeImage";
 const TEXT_ENCODE = "InfinityTextEncode";
-const SIZE_WIDGET = "output_size";
-const WARNINGS_WIDGET = "prompt_warnings";
+const OUTPUT_NAME = "image data";   // the sampler's output label when no size is known
+const WARNING_LIFE_MS = 20000;
+const TEMPLATE_ORDER = ["Text to Image", "Image to Image", "Inpainting", "Outpainting"];
 const SIZE_INPUTS = ["aspect_ratio", "pixels"];
 
 let outputSizes = null; // {aspect preset: {pixel budget: {width, height, scales}}}
@@ -46,17 +45,6 @@ function widgetValue(node, name) {
     return isLinked(node, name) ? undefined : node.widgets?.find((widget) => widget.name === name)?.value;
 }
 
-function addReadOnlyText(node, name, label) {
-    const widget = ComfyWidgets.STRING(node, name, ["STRING", { multiline: true }], app).widget;
-    widget.label = label;
-    widget.serialize = false;
-    widget.options.serialize = false;
-    widget.options.read_only = true;
-    if (widget.element) widget.element.readOnly = true;
-    if (widget.inputEl) widget.inputEl.readOnly = true;
-    return widget;
-}
-
 // The node that feeds input `name` of `node`, or null (graph.links is a Map in newer frontends).
 function linkedSource(node, name) {
     const graph = node.graph ?? app.graph;
@@ -75,10 +63,10 @@ function outputSizeText(node) {
         const source = linkedSource(node, "encoded_image");
         aspect = source ? widgetValue(source, "aspect_ratio") : undefined;
         pixels = source ? widgetValue(source, "pixels") : undefined;
-        if (!outputSizes?.[aspect]) return `output: the encoded image's size (${pixels ?? "?"} budget)`;
+        if (!outputSizes?.[aspect]) return "image: the picture's size";
     }
     const size = outputSizes?.[aspect]?.[pixels];
-    return size ? `output ${size.width} \u00d7 ${size.height} px \u00b7 ${size.scales} scales` : "";
+    return size ? `image ${size.width} \u00d7 ${size.height} px` : OUTPUT_NAME;
 }
 
 // Run `then` after each change of the named widgets, keeping the widgets' own callbacks.
@@ -97,20 +85,15 @@ function afterWidgetChange(node, names, then) {
 
 function addOutputSize(nodeType) {
     nodeType.prototype.updateInfinityOutputSize = function () {
-        const widget = this.widgets?.find((w) => w.name === SIZE_WIDGET);
-        if (!widget) return;
-        const text = outputSizeText(this);
-        widget.options.values = [text];
-        widget.value = text;
+        const output = this.outputs?.[0];
+        if (!output) return;
+        output.label = outputSizeText(this);
+        this.setDirtyCanvas?.(true, true);
     };
 
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
-        const size = this.addWidget("combo", SIZE_WIDGET, "", () => this.updateInfinityOutputSize(),
-                                    { values: [""], serialize: false });
-        size.label = "size";
-        size.serialize = false;
         afterWidgetChange(this, SIZE_INPUTS, () => this.updateInfinityOutputSize());
         this.updateInfinityOutputSize();
         return result;
@@ -141,11 +124,34 @@ function addPromptWarnings(nodeType) {
     nodeType.prototype.onExecuted = function (message) {
         onExecuted?.apply(this, arguments);
         const text = (message?.text ?? []).join("\n");
-        let widget = this.widgets?.find((w) => w.name === WARNINGS_WIDGET);
-        if (!widget && text) widget = addReadOnlyText(this, WARNINGS_WIDGET, "warnings");
-        if (widget) widget.value = text;
+        if (!text) return;
+        const toast = app.extensionManager?.toast;
+        if (toast) toast.add({ severity: "warn", summary: this.title ?? "Infinity Text Encode", detail: text,
+                               life: WARNING_LIFE_MS });
+        else console.warn(`Infinity Text Encode: ${text}`);
     };
 }
+
+// GET /workflow_templates lists a pack's templates in the file system's order; the frontends keep it.
+function orderPackTemplates() {
+    const original = api.getWorkflowTemplates?.bind(api);
+    if (!original) return;
+    const rank = (name) => {
+        const index = TEMPLATE_ORDER.findIndex((title) => name.toLowerCase().endsWith(title.toLowerCase()));
+        return index < 0 ? TEMPLATE_ORDER.length : index;
+    };
+    api.getWorkflowTemplates = async (...args) => {
+        const templates = await original(...args);
+        for (const names of Object.values(templates ?? {})) {
+            if (Array.isArray(names) && names.some((name) => name.startsWith("Infinity "))) {
+                names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+            }
+        }
+        return templates;
+    };
+}
+
+orderPackTemplates();
 
 app.registerExtension({
     name: "Infinity.NodeText",

@@ -4,8 +4,9 @@
 //    output socket: a socket label is plain text in every frontend and mode, never a menu, and it is short
 //    enough not to be cut ("image 1024 x 1024 px"). The table comes from the Python side
 //    (GET /infinity/output_sizes, built from infinity_core's schedules), so it is never duplicated here;
-//  * Infinity Text Encode's prompt warnings (words the text encoder does not know, text past its limit) come
-//    as a warning toast after the run, where the whole message fits, instead of a cramped box on the node;
+//  * Infinity Text Encode's prompt warnings (words the text encoder does not know, text past its limit) and a
+//    sampler's warning (a size the model was not trained at) come as a warning toast after the run, where the
+//    whole message fits, instead of a cramped box on the node;
 //  * the pack's templates are listed in the order a user learns them (text to image first).
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
 import { app } from "../../../scripts/app.js";
@@ -119,16 +120,17 @@ function followEncodeImage(nodeType) {
     };
 }
 
-function addPromptWarnings(nodeType) {
+// A node's warnings (its ui text): Text Encode's unknown words, a sampler's run outside the model's trained sizes.
+function addWarningToasts(nodeType) {
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
         onExecuted?.apply(this, arguments);
         const text = (message?.text ?? []).join("\n");
         if (!text) return;
         const toast = app.extensionManager?.toast;
-        if (toast) toast.add({ severity: "warn", summary: this.title ?? "Infinity Text Encode", detail: text,
+        if (toast) toast.add({ severity: "warn", summary: this.title ?? this.type, detail: text,
                                life: WARNING_LIFE_MS });
-        else console.warn(`Infinity Text Encode: ${text}`);
+        else console.warn(`${this.title ?? this.type}: ${text}`);
     };
 }
 
@@ -161,6 +163,6 @@ app.registerExtension({
     async beforeRegisterNodeDef(nodeType, nodeData) {
         if (SAMPLERS.has(nodeData.name)) addOutputSize(nodeType);
         if (nodeData.name === ENCODE_IMAGE) followEncodeImage(nodeType);
-        if (nodeData.name === TEXT_ENCODE) addPromptWarnings(nodeType);
+        if (nodeData.name === TEXT_ENCODE || SAMPLERS.has(nodeData.name)) addWarningToasts(nodeType);
     },
 });

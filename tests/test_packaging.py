@@ -61,7 +61,8 @@ def test_wheel_requirements_are_the_runtime_packages(wheel):
     assert "==" not in torch_requirement
     listed = requirement_names((ROOT / "requirements.txt").read_text().splitlines())
     assert requirement_names(runtime) == listed | {"torch"}
-    assert listed | {"torch"} == {"torch", "safetensors", "transformers", "numpy", "pillow"}
+    # the product brief's runtime packages (gguf reads GGUF weight files)
+    assert listed | {"torch"} == {"torch", "safetensors", "transformers", "numpy", "pillow", "gguf"}
 
 
 def test_installed_engine_imports_from_any_folder(wheel, tmp_path):

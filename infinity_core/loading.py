@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import (TransformerConfig, VAEConfig, transformer_config_from_state_dict,
                      vae_config_from_state_dict)
-from .devices import resolve_device
+from .devices import compute_dtype, resolve_device
 from .errors import InfinityError
 from .vae.autoencoder import BitwiseVAE
 from .transformer.cpu_kernels import prepack_for_cpu
@@ -30,12 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """fp32 on CPU (fast enough, exact); bf16 where the GPU supports it, else fp16."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
+    """The automatic compute dtype on `device` (devices.compute_dtype)."""
+    return compute_dtype(device)
 
 
 def _resolve(device, dtype) -> tuple[torch.device, torch.dtype]:

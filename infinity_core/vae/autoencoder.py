@@ -29,7 +29,7 @@ GROUP_NORM_GROUPS = (32, 24)   # the first that divides the channel count (flux_
 # amount). Set from the peak RSS of the bench VAE's decode at 0.06M-1M, less the library code the first
 # decode pages in (tools/measure_sampling_memory.py prints both).
 DECODE_ACTIVATION_OVERHEAD = 1.1
-DECODE_FIXED_BYTES = 16 * 2**20
+DECODE_FIXED_BYTES = 20 * 2**20
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

@@ -1,4 +1,5 @@
-"""Which device a run uses: a name checked against what this machine has, before any file is read."""
+"""Which device a run uses (a name checked against what this machine has, before any file is read), and
+which dtype the transformer computes in there."""
 from __future__ import annotations
 
 import torch
@@ -46,3 +47,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "mps" and not _mps_available():
         raise InfinityError(f"device '{device}' is not available: this machine has {available_devices()}")
     return resolved
+
+
+# Compute capability from which fp16 matmuls run on tensor cores (V100, T4, RTX 20xx and later).
+FP16_TENSOR_CORES = (7, 0)
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware (Ampere and later). `is_bf16_supported()` alone also says
+    True where bf16 is only emulated (T4, V100, RTX 20xx), which is slower than fp16 there."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """The transformer's automatic compute dtype on `device`: fp32 on the CPU (fast enough, exact); on CUDA
+    bf16 where the GPU has it natively, else fp16 where it has fp16 tensor cores (the sampler then checks
+    every scale for overflow), else fp32; fp16 on Apple's MPS."""
+    if device.type == "cuda":
+        if cuda_native_bf16(device):
+            return torch.bfloat16
+        if torch.cuda.get_device_capability(device) >= FP16_TENSOR_CORES:
+            return torch.float16
+        return torch.float32
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32

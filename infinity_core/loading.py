@@ -16,11 +16,12 @@ from torch import nn
 
 from .config import (TransformerConfig, VAEConfig, transformer_config_from_state_dict,
                      vae_config_from_state_dict)
-from .devices import resolve_device
+from .devices import compute_dtype, resolve_device
 from .errors import InfinityError
 from .vae.autoencoder import BitwiseVAE
 from .transformer.cpu_kernels import prepack_for_cpu
 from .transformer.model import BLOCK_MATMULS, InfinityTransformer
+from .weight_formats.quantized import QuantizedLinear, QuantizedTensor
 from .weights import (TensorSource, check_layout, open_sources, require_finite, require_float, transformer_key_map,
                       vae_key)
 
@@ -29,12 +30,8 @@ log = logging.getLogger(__name__)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """fp32 on CPU (fast enough, exact); bf16 where the GPU supports it, else fp16."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
+    """The automatic compute dtype on `device` (devices.compute_dtype)."""
+    return compute_dtype(device)
 
 
 def _resolve(device, dtype) -> tuple[torch.device, torch.dtype]:
@@ -59,31 +56,58 @@ def _meta(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     return {k: torch.empty(s, device="meta") for k, s in shapes.items()}
 
 
-def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placement, source_name: str) -> None:
+def _stream_into(module: nn.Module, sources: list[TensorSource], key_map, placement, source_name: str, *,
+                 keep_packed=lambda name: False) -> int:
     """Assign every mapped tensor, one at a time: read, cast and move per `placement(name) -> (device, dtype)`,
-    refusing non-finite values (in the file or from the cast) as each one arrives."""
+    refusing non-finite values (in the file or from the cast) as each one arrives.
+
+    A weight the file stores quantized whose layer `keep_packed(name)` accepts stays packed: its `nn.Linear`
+    becomes a `QuantizedLinear` computing in the placement's dtype. Returns how many layers stayed packed."""
+    packed_layers = 0
     for source in sources:
         for key in source.shapes():
             name = key_map(key)
-            if name is not None:
-                device, dtype = placement(name)
-                original = source.tensor(key)
-                tensor = original.to(device=device, dtype=dtype)
-                require_finite(tensor, original, key, source_name)
-                _assign(module, name, tensor)
+            if name is None:
+                continue
+            device, dtype = placement(name)
+            packed = source.quantized(key) if keep_packed(name) else None
+            if packed is not None:
+                values = packed.dequantize(torch.float32)
+                require_finite(values, values, key, source_name)
+                _swap_in_quantized(module, name.removesuffix(".weight"), packed.to(device), dtype)
+                packed_layers += 1
+                continue
+            original = source.tensor(key)
+            tensor = original.to(device=device, dtype=dtype)
+            require_finite(tensor, original, key, source_name)
+            _assign(module, name, tensor)
+    return packed_layers
+
+
+def _swap_in_quantized(module: nn.Module, layer_name: str, weight: QuantizedTensor, dtype: torch.dtype) -> None:
+    """Replace the `nn.Linear` at `layer_name` by a `QuantizedLinear` holding `weight` (its bias carried over,
+    loaded already or still to come)."""
+    owner_name, _, leaf = layer_name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    layer = getattr(owner, leaf)
+    setattr(owner, leaf, QuantizedLinear(weight, layer.bias, dtype))
+
+
+def _is_block_matmul(name: str) -> bool:
+    return name.startswith("blocks.") and any(f".{matmul}." in name for matmul in BLOCK_MATMULS)
 
 
 def _block_param_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
-    if name.startswith("blocks.") and any(f".{matmul}." in name for matmul in BLOCK_MATMULS):
-        return dtype
-    return torch.float32
+    return dtype if _is_block_matmul(name) else torch.float32
 
 
 def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | None = None, *,
                      prepack: bool = True) -> InfinityTransformer:
     """An Infinity transformer from an official `.pth`, a `.safetensors` file, or a shard folder/index JSON.
 
-    On the CPU the block matmul weights come prepacked for oneDNN (`prepack_for_cpu`, the CPU fast path)
+    Block matmul weights the file stores quantized (ComfyUI's float8/int8 layers, GGUF Q8_0/Q4_K/Q5_K) stay
+    quantized in memory and are expanded in `dtype` at each use (weight_formats/quantized.py); every other
+    tensor is expanded once, at load. On the CPU the plain block matmul weights come prepacked for oneDNN (`prepack_for_cpu`, the CPU fast path)
     where this CPU supports the dtype. A prepacked model cannot move to another device: pass
     `prepack=False` for a model that will be moved (e.g. loaded on the CPU, run on a GPU)."""
     device, dtype = _resolve(device, dtype)
@@ -97,8 +121,11 @@ def load_transformer(path: str | os.PathLike, device=None, dtype: torch.dtype | 
         model = InfinityTransformer(config)
     _check_layout(model, internal_shapes, source_name)
     require_float(sources, key_map, source_name)
-    _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)), source_name)
-    log.info("loaded %s: %s on %s, blocks in %s", source_name, config, device, dtype)
+    packed = _stream_into(model, sources, key_map.get, lambda name: (device, _block_param_dtype(name, dtype)),
+                          source_name, keep_packed=lambda name: _is_block_matmul(name) and name.endswith(".weight"))
+    log.info("loaded %s (%s): %s on %s, blocks computed in %s%s", source_name,
+             "+".join(sorted({src.format for src in sources})), config, device, dtype,
+             f", {packed} block matmuls kept quantized" if packed else "")
     if prepack:
         prepack_for_cpu(model)   # a no-op off the CPU
     return model.eval()

@@ -35,11 +35,12 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def run_memory(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> int:
-    """Bytes a generation and the decode of one image need besides the loaded weights."""
+    """Bytes a generation and the decode of its images need besides the loaded weights: the larger of the two,
+    since the sampler's state is gone before the decode starts (only the codes remain, a few MiB)."""
     images = prompts * config.batch_size
     sampling = sampling_memory(transformer.config, config.schedule, images, config.guided, transformer.compute_dtype)
     latent_grid = tuple(side * PIXELS_PER_TOKEN // vae.config.downsample for side in config.schedule.final_grid)
-    return sampling + decode_memory(vae.config, latent_grid, dtype=vae.dtype)
+    return max(sampling, decode_memory(vae.config, latent_grid, batch_size=images, dtype=vae.dtype))
 
 
 def check_fits(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> None:

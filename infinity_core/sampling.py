@@ -149,6 +149,8 @@ class ScaleSampler:
         # sum of every sampled scale's logits: finite unless one of them is NaN or infinite (|logits| are far
         # below float32's range); read once at the end, so no host sync inside the loop
         self.logit_sum = torch.zeros((), device=model.device)
+        # fp16 can overflow: then each scale is checked (one host read a scale), so a run stops where it happens
+        self.check_each_scale = model.compute_dtype == torch.float16
 
     def rows(self, scale: int) -> int:
         return 2 * self.batch if scale < self.uncond_until else self.batch
@@ -203,6 +205,9 @@ class ScaleSampler:
         else:
             logits = self.scale_logits(scale)                                # [B, l, d, 2]
             self.logit_sum.add_(logits.sum())
+            if self.check_each_scale and not bool(self.logit_sum.isfinite()):   # fp16 overflows show at once
+                raise InfinityError(f"the transformer overflowed float16 at scale {scale + 1} of "
+                                    f"{self.schedule.num_scales} (NaN or infinite logits); load it in bf16 or fp32")
             bits = sample_bits(logits, self.config.top_k, self.config.top_p, self.generators)   # [B, l, d]
             if known is not None and known.keep_tokens is not None:
                 bits = torch.where(known.keep_tokens[scale], known.token_bits[scale], bits)

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from .errors import InfinityError
-from .pickle_checkpoint import PICKLE_SUFFIXES, code_globals
+from .weight_formats.pickle_checkpoint import PICKLE_SUFFIXES, code_globals
 from .text import TextCondition
 from .user_text import quoted
 

@@ -1,6 +1,7 @@
 """Weight files: read them without executing code, and translate official key layouts to ours.
 
-Readers: `.safetensors` (single file, or a HF-style shard directory / `*.index.json`), and `.pth`/`.pt`/
+Readers (weight_formats/, one module per format, chosen from the file's contents): safetensors (single file,
+or a HF-style shard directory / `*.index.json`), ComfyUI's quantized safetensors, GGUF, and `.pth`/`.pt`/
 `.bin` through `torch.load(weights_only=True)` only. The official transformer `.pth` is a bare state dict
 (tools/run_infinity.py:211-213); the official VAE `.pth` wraps it as `{"vae": ...}` (bsq_vae/vae.py:243-251).
 
@@ -24,24 +25,15 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
-from safetensors import SafetensorError
-from safetensors import safe_open
 
 from .errors import InfinityError
-from .pickle_checkpoint import PICKLE_SUFFIXES, read_checkpoint
+from .weight_formats import TensorSource, open_source
 from .schedules import PIXEL_BUDGETS
 
 log = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIX = ".safetensors"
 SHARD_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-# Containers that wrap a state dict in official files, tried in order.
-WRAPPER_PATHS: tuple[tuple[str, ...], ...] = (
-    ("vae",),                  # official VAE .pth (bsq_vae/vae.py:250)
-    ("trainer", "gpt_fsdp"),   # official training checkpoint (run_infinity.py:save_slim_model)
-    ("state_dict",),
-)
 
 # --- transformer ------------------------------------------------------------------------------------
 # Official blocks live at block_chunks.{chunk}.module.{j}; ours at blocks.{chunk * per_chunk + j}.
@@ -82,64 +74,6 @@ def _check_file(path: Path) -> None:
         raise InfinityError(f"weight file {_describe(path)} is not a regular file (a device, pipe or socket)")
     if path.stat().st_size == 0:
         raise InfinityError(f"weight file {_describe(path)} is empty (0 bytes); the download or copy did not finish")
-
-
-# safetensors dtype names of floating-point tensors (the only ones model weights may be)
-_SAFETENSORS_FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
-_SAFETENSORS_DTYPE_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
-                            "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64"}
-
-
-class TensorSource:
-    """One weight file whose tensors are listed without being read, and read one at a time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        suffix = path.suffix.lower()
-        if suffix == SAFETENSORS_SUFFIX:
-            self._file, self._tensors = self._open_safetensors(path), None
-        elif suffix in PICKLE_SUFFIXES:
-            self._file, self._tensors = None, _unwrap(read_checkpoint(path), path)   # memory-mapped when possible
-        else:
-            raise InfinityError(f"{_describe(path)} has an unsupported extension '{suffix}'; use {SAFETENSORS_SUFFIX}, "
-                                f"{', '.join(PICKLE_SUFFIXES)} or a shard folder with an index JSON")
-
-    @staticmethod
-    def _open_safetensors(path: Path):
-        try:
-            return safe_open(str(path), framework="pt", device="cpu")
-        except (SafetensorError, OSError) as err:
-            raise InfinityError(f"{_describe(path)} is not a readable safetensors file ({err}); "
-                                "it may be truncated or not a safetensors file at all") from None
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        if self._tensors is not None:
-            return {k: tuple(v.shape) for k, v in self._tensors.items()}
-        return {k: tuple(self._file.get_slice(k).get_shape()) for k in self._file.keys()}
-
-    def non_float(self, keys: Iterable[str]) -> list[tuple[str, str]]:
-        """(key, dtype) of the tensors among `keys` that are not floating point (read from the header only)."""
-        if self._tensors is not None:
-            return [(k, str(self._tensors[k].dtype).removeprefix("torch.")) for k in keys
-                    if k in self._tensors and not self._tensors[k].is_floating_point()]
-        names = set(self._file.keys())
-        return [(k, _SAFETENSORS_DTYPE_NAMES.get(dtype, dtype)) for k in keys if k in names
-                and (dtype := self._file.get_slice(k).get_dtype()) not in _SAFETENSORS_FLOAT_DTYPES]
-
-    def metadata(self) -> dict[str, str]:
-        """The safetensors header's `__metadata__` (string to string); pickled checkpoints have none."""
-        if self._file is None:
-            return {}
-        return dict(self._file.metadata() or {})
-
-    def tensor(self, key: str) -> torch.Tensor:
-        if self._tensors is not None:
-            return self._tensors[key]
-        try:
-            return self._file.get_tensor(key)
-        except (SafetensorError, OSError) as err:
-            raise InfinityError(f"{_describe(self.path)}: tensor '{key}' cannot be read ({err}); "
-                                "the file may be truncated") from None
 
 
 def require_float(sources: Iterable[TensorSource], keys: Iterable[str], source_name: str) -> None:
@@ -206,24 +140,8 @@ def open_sources(path: str | os.PathLike) -> list[TensorSource]:
         shards = _shard_files(path)
         for shard in shards:
             _check_file(shard)
-        return [TensorSource(shard) for shard in shards]
-    return [TensorSource(path)]
-
-
-def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(obj, Mapping):
-        raise InfinityError(f"{_describe(path)} does not contain a state dict (found {type(obj).__name__})")
-    for wrapper in WRAPPER_PATHS:
-        inner = obj
-        for name in wrapper:
-            inner = inner.get(name) if isinstance(inner, Mapping) else None
-        if isinstance(inner, Mapping):
-            obj = inner
-            break
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise InfinityError(f"{_describe(path)} contains no tensors")
-    return tensors
+        return [open_source(shard) for shard in shards]
+    return [open_source(path)]
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -259,9 +177,7 @@ def read_model_metadata(path: str | os.PathLike) -> dict[str, str]:
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
             raise InfinityError(f"shard index {_describe(path)} is not a valid index JSON ({err!r})") from None
         return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, Mapping) else {}
-    if path.suffix.lower() == SAFETENSORS_SUFFIX:
-        return TensorSource(path).metadata()
-    return {}
+    return open_source(path).metadata()
 
 
 def _check_defaults(defaults: Mapping[str, str], source: str) -> None:

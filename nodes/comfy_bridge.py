@@ -19,7 +19,8 @@ import torch
 from comfy.cli_args import args
 from torch import nn
 
-AUTO_TRANSFORMER_DTYPES = [torch.bfloat16, torch.float32]   # fp16 only on request: upstream runs in bf16
+from infinity_core.devices import compute_dtype
+
 AUTO_VAE_DTYPES = [torch.bfloat16, torch.float32]
 PREVIEW_FORMAT = "JPEG"
 
@@ -37,10 +38,18 @@ class Placement:
 
 
 def transformer_placement(dtype: torch.dtype | None) -> Placement:
-    """`dtype` None means auto: what ComfyUI picks for a diffusion model on this device."""
+    """`dtype` None means auto: the engine's choice for this device (bf16 only where the GPU has it natively,
+    else fp16, else fp32: infinity_core.devices.compute_dtype), unless ComfyUI was started with
+    --fp32-unet, --bf16-unet or --fp16-unet."""
     load = mm.get_torch_device()
-    return Placement(load, mm.unet_offload_device(),
-                     dtype or mm.unet_dtype(load, supported_dtypes=AUTO_TRANSFORMER_DTYPES))
+    return Placement(load, mm.unet_offload_device(), dtype or _forced_unet_dtype() or compute_dtype(load))
+
+
+def _forced_unet_dtype() -> torch.dtype | None:
+    for flag, forced in (("fp32_unet", torch.float32), ("bf16_unet", torch.bfloat16), ("fp16_unet", torch.float16)):
+        if getattr(args, flag, False):
+            return forced
+    return None
 
 
 def vae_placement(dtype: torch.dtype | None) -> Placement:

@@ -74,7 +74,8 @@ class InfinityTransformerLoader(io.ComfyNode):
         names = model_folders.transformer_files()
         return node_schema(
             node_id="InfinityTransformerLoader", display_name="Load Infinity Model",
-            description=("Loads an Infinity transformer (e.g. infinity_2b_reg.pth or a .safetensors) from "
+            description=("Loads an Infinity transformer (infinity_2b_reg.pth, a .safetensors, an fp8 / int8 "
+                         "ComfyUI-quantized .safetensors or a .gguf) from "
                          "models/infinity. The architecture is read from the file; the list shows transformer "
                          "files only."),
             search_aliases=("Infinity 2B", "Infinity 8B", "load transformer", "checkpoint"),

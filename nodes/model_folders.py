@@ -31,6 +31,7 @@ DEMO_TRANSFORMER = "infinity_demo_shapes.safetensors"
 DEMO_VAE = "infinity_demo_shapes_vae.safetensors"
 DEMO_TEXT_ENCODER = "t5_demo_shapes"
 
+GGUF_EXTENSION = ".gguf"      # quantized transformers (infinity_core/weight_formats/gguf_file.py)
 TEXT_ENCODER_SCAN_DEPTH = 2   # "flan-t5-xl" or "google/flan-t5-xl" under a text_encoders folder
 
 
@@ -40,7 +41,7 @@ def register_infinity_folder() -> None:
     for path in (os.path.join(folder_paths.models_dir, INFINITY_FOLDER), str(PACK_MODELS_DIR / INFINITY_FOLDER)):
         folder_paths.add_model_folder_path(INFINITY_FOLDER, path)
     paths, extensions = folder_paths.folder_names_and_paths[INFINITY_FOLDER]
-    weight_files = set(extensions) | set(folder_paths.supported_pt_extensions)
+    weight_files = set(extensions) | set(folder_paths.supported_pt_extensions) | {GGUF_EXTENSION}
     folder_paths.folder_names_and_paths[INFINITY_FOLDER] = (paths, weight_files)
 
 
@@ -60,17 +61,21 @@ PICKLE_RECORD_SUFFIX = "/data.pkl"   # the member of a zip-format .pth that hold
 
 def _header_names(path: str) -> str | None:
     """The tensor names of a weight file, read without reading any tensor, as one searchable text:
-    a safetensors header's keys or the pickled record of a zip .pth (names and
-    structure only; never unpickled). None when they cannot be read that cheaply (a legacy pickle)."""
+    a safetensors header's keys (ComfyUI's quantized layout included), a GGUF's tensor list, or the pickled
+    record of a zip .pth (names and structure only; never unpickled). None when they cannot be read that
+    cheaply (a legacy pickle)."""
     try:
         if path.endswith(".safetensors"):
             with safe_open(path, framework="pt", device="cpu") as weights:
                 return "\n".join(weights.keys())
+        if path.endswith(GGUF_EXTENSION):
+            from gguf import GGUFReader
+            return "\n".join(tensor.name for tensor in GGUFReader(path).tensors)
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 record = next((n for n in archive.namelist() if n.endswith(PICKLE_RECORD_SUFFIX)), None)
                 return archive.read(record).decode("latin-1") if record else None
-    except (OSError, SafetensorError, zipfile.BadZipFile, UnicodeDecodeError):
+    except (OSError, SafetensorError, zipfile.BadZipFile, UnicodeDecodeError, ValueError, IndexError, KeyError):
         return None
     return None
 

@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -64,3 +65,43 @@ def test_interrupted_write_leaves_no_output(tmp_path, monkeypatch):
     monkeypatch.setattr(convert_checkpoint, "save_file", fail)
     assert main([str(tmp_path / "vae.pth")]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vae.pth"]
+
+
+QUANTIZED_FORMATS = ["bf16", "fp8", "int8", "gguf-f16", "gguf-bf16", "gguf-q8_0", "gguf-q5_k", "gguf-q4_k"]
+
+
+@pytest.mark.parametrize("fmt", QUANTIZED_FORMATS)
+def test_every_format_loads_back_close_to_the_source(fmt, tmp_path, caplog, transformer):
+    """Only block matmul weights change; each expands back to within its format's step of the source."""
+    from infinity_core import load_transformer
+    from infinity_core.weight_formats import open_source
+
+    torch.save(load_file(str(FIXTURES / "infinity_tiny.safetensors")), tmp_path / "t.pth")
+    with caplog.at_level("INFO"):
+        assert main([str(tmp_path / "t.pth"), "--format", fmt, "--no-progress"]) == 0
+    (written,) = [p for p in tmp_path.iterdir() if p.name != "t.pth"]
+    assert "kept in their own precision" in caplog.text and "cfg_uncond (1)" in caplog.text
+    assert "bit head" in caplog.text
+    source, stored = load_file(str(FIXTURES / "infinity_tiny.safetensors")), open_source(written)
+    assert stored.tensor("cfg_uncond").dtype == torch.float32
+    torch.testing.assert_close(stored.tensor("head.weight"), source["head.weight"], atol=0, rtol=0)
+    key = "block_chunks.1.module.0.ffn.fc2.weight"
+    tolerance = {"bf16": 0.01, "gguf-f16": 0.001, "gguf-bf16": 0.01, "fp8": 0.07, "int8": 0.01,
+                 "gguf-q8_0": 0.01, "gguf-q5_k": 0.05, "gguf-q4_k": 0.1}[fmt]
+    amax = source[key].abs().max()
+    assert (stored.tensor(key).float() - source[key]).abs().max() <= tolerance * amax
+    model = load_transformer(written, "cpu", torch.float32)
+    assert model.config == transformer.config
+
+
+def test_quantized_outputs_carry_the_model_defaults(tmp_path):
+    from infinity_core.weights import model_defaults, model_defaults_metadata
+
+    state = load_file(str(FIXTURES / "infinity_tiny.safetensors"))
+    save_file(state, str(tmp_path / "t.safetensors"), metadata=model_defaults_metadata(pixels="0.06M"))
+    for fmt in ("int8", "gguf-q8_0"):
+        assert main([str(tmp_path / "t.safetensors"), "--format", fmt, "--no-progress"]) == 0
+    assert model_defaults(tmp_path / "t_int8.safetensors") == {"pixels": "0.06M"}
+    assert model_defaults(tmp_path / "t_Q8_0.gguf") == {"pixels": "0.06M"}
+    assert main([str(tmp_path / "t.safetensors"), "--format", "int8", "--no-progress"]) == 2   # exists
+    assert main([str(FIXTURES / "vae_tiny.safetensors"), str(tmp_path / "v.gguf"), "--format", "gguf-q8_0"]) == 2

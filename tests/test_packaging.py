@@ -61,7 +61,8 @@ def test_wheel_requirements_are_the_runtime_packages(wheel):
     assert "==" not in torch_requirement
     listed = requirement_names((ROOT / "requirements.txt").read_text().splitlines())
     assert requirement_names(runtime) == listed | {"torch"}
-    assert listed | {"torch"} == {"torch", "safetensors", "transformers", "numpy", "pillow", "tqdm"}
+    # the product brief's runtime packages (gguf reads GGUF weight files), and tqdm for the batch command's bar
+    assert listed | {"torch"} == {"torch", "safetensors", "transformers", "numpy", "pillow", "gguf", "tqdm"}
     assert requirement_names([r.split(";")[0] for r in required if "extra == \"ray\"" in r]) == {"ray"}
 
 

@@ -51,18 +51,20 @@ def prepack_for_cpu(model: InfinityTransformer) -> bool:
     """Replace every block matmul weight of a CPU model with its oneDNN-prepacked form (in place).
 
     Returns whether anything was packed (not on a GPU, not without oneDNN or its support for the weights'
-    dtype on this CPU, not twice)."""
-    first = model.blocks[0].sa.mat_qkv.weight
+    dtype on this CPU, not twice, not a quantized layer)."""
+    layers = [layer for block in model.blocks for name in BLOCK_MATMULS
+              if type(layer := block.get_submodule(name)) is nn.Linear]   # quantized layers stay as they are
+    if not layers:
+        return False
+    first = layers[0].weight
     if first.is_mkldnn or first.device.type != "cpu" or not onednn_linear_available():
         return False
     if not onednn_linear_supports(first.dtype):
         log.info("block matmul weights left unpacked: oneDNN cannot run %s linears on this CPU", first.dtype)
         return False
     with torch.no_grad():
-        for block in model.blocks:
-            for name in BLOCK_MATMULS:
-                layer: nn.Linear = block.get_submodule(name)
-                packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach(), BATCH_HINT)
-                layer.weight = nn.Parameter(packed, requires_grad=False)
-    log.info("block matmul weights prepacked for oneDNN (%d blocks)", len(model.blocks))
+        for layer in layers:
+            packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach(), BATCH_HINT)
+            layer.weight = nn.Parameter(packed, requires_grad=False)
+    log.info("%d block matmul weights prepacked for oneDNN (%d blocks)", len(layers), len(model.blocks))
     return True

@@ -71,6 +71,14 @@ class KVCache:
         return self.keys[block][:b, :self.end].transpose(1, 2), self.values[block][:b, :self.end].transpose(1, 2)
 
 
+# What a generation takes beyond the tensors it holds: the allocator's slack (freed buffers that a larger one
+# cannot reuse; a factor on the tensors) and oneDNN's and attention's scratch buffers and primitive caches (a
+# fixed amount). Set from the peak RSS of the bench model's first generation after loading at 0.06M-1M, with
+# and without CFG (tools/measure_sampling_memory.py prints both).
+SAMPLING_ALLOCATOR_OVERHEAD = 1.1
+SAMPLING_FIXED_BYTES = 20 * 2**20
+
+
 def cached_tokens(schedule: Schedule) -> int:
     """Token positions a generation's KVCache stores: every scale's but the last."""
     last_h, last_w = schedule.final_grid
@@ -84,16 +92,23 @@ def sampling_memory(config: TransformerConfig, schedule: Schedule, batch_size: i
     Rows are 2 x batch while guidance runs (conditional and unconditional halves), else batch. Terms:
     - the KV cache: keys and values of every block for the cached tokens, in the compute dtype;
     - the last scale's transient keys/values: one block's stored prefix concatenated with its own tokens;
-    - the largest scale's activations: qkv (3C), the attention output and residual (2C) and the FFN hidden,
-      in the compute dtype, plus the fp32 copy of q and k (2C);
+    - the largest scale's attention activations: the fp32 residual and its norm (2C), q and k normalised and
+      rotated in fp32 (2C), and in the compute dtype qkv (3C) and the attention output with its token-major
+      copy (2C);
     - the bit logits and their sampling buffers (logits, probabilities, random draws: 3 x 2d, fp32);
-    - the summed codes and the next input (small: d channels at the final grid)."""
+    - the summed codes and the next input (small: d channels at the final grid);
+    - the allocator's slack (`SAMPLING_ALLOCATOR_OVERHEAD` on all of the above), scratch buffers and caches
+      (`SAMPLING_FIXED_BYTES`).
+    The largest scale's self-attention is the peak: its activations and the transient keys/values are alive
+    together on top of the cache (the bench model's live tensors peak there, 149 MiB at 0.25M with CFG, where
+    this counts 134 MiB of them); the FFN after it holds less (the residual, its norm, the hidden 4C twice)."""
     rows = 2 * batch_size if guided else batch_size
     width, itemsize = config.width, dtype.itemsize
     largest = max(h * w for h, w in schedule.grids)
     kv_cache = 2 * config.depth * rows * cached_tokens(schedule) * width * itemsize
     last_scale_kv = 2 * rows * schedule.num_tokens * width * itemsize
-    activations = rows * largest * ((5 * width + config.ffn_hidden) * itemsize + 2 * width * 4)
+    activations = rows * largest * width * (4 * 4 + 5 * itemsize)
     bit_sampling = 3 * batch_size * largest * config.num_bit_logits * 4
     codes = 2 * batch_size * config.bits_per_token * largest * 4
-    return kv_cache + last_scale_kv + activations + bit_sampling + codes
+    tensors = kv_cache + last_scale_kv + activations + bit_sampling + codes
+    return int(SAMPLING_ALLOCATOR_OVERHEAD * tensors) + SAMPLING_FIXED_BYTES

@@ -11,7 +11,9 @@ from urllib.parse import quote
 import pytest
 
 from comfyui_harness import run_watched
-from standin_models import DEMO_NAMES
+import quant_files
+from infinity_core.weight_formats.gguf_blocks import quantize_k
+from standin_models import DEMO_NAMES, FIXTURES, TINY_NAMES, build_standin_models
 from .suite import (BASIC_API, EXAMPLES, EXTRA_PATHS_MODEL, MISMATCHED_VAE, NODE_IDS, OUTPUT_NODES, PACK_FOLDER, REPO,
                     RSS_GROWTH_LIMIT, WORKFLOWS, api_workflow, figure, output_size, pixels_of, sampler_node_id,
                     sampler_inputs, serve)
@@ -100,6 +102,39 @@ def test_free_memory_releases_the_models_and_the_same_seed_gives_the_same_image(
     second = server.images(server.wait(server.queue(prompt)))[0]
     assert server.log_text().count("loaded transformer file") == reads + 1
     assert first.tobytes() == second.tobytes()
+
+
+# quantized files of the stand-in transformer, made the ecosystem's way (tests/quant_files.py)
+QUANTIZED_FILES = {
+    "tiny_Q8_0.gguf": lambda source, target: quant_files.write_gguf(source, target, "Q8_0"),
+    "tiny_Q4_K.gguf": lambda source, target: quant_files.write_gguf(source, target, "Q4_K",
+                                                                    raw_blocks=lambda rows: quantize_k(rows, "Q4_K")),
+    "tiny_comfy_fp8.safetensors": quant_files.write_comfy_fp8,
+    "tiny_comfy_int8.safetensors": quant_files.write_comfy_int8_rows,
+}
+
+
+def test_quantized_files_are_listed_and_each_one_generates(server):
+    """A Q8_0 and a Q4_K GGUF, a ComfyUI fp8 and an int8 file in models/infinity: the transformer loader
+    lists them, and the text-to-image workflow runs with each (with the stand-in's VAE and text encoder)."""
+    models = server.log.parent / "models"                  # the server's --base-directory holds its log
+    build_standin_models(models, TINY_NAMES)
+    for name, write in QUANTIZED_FILES.items():
+        write(FIXTURES / "infinity_tiny.safetensors", models / "infinity" / name)
+    options, _ = _combo(server.request("/object_info")[1]["InfinityTransformerLoader"]["input"]["required"]["model_file"])
+    assert set(QUANTIZED_FILES) <= set(options)
+    for name in QUANTIZED_FILES:
+        prompt = api_workflow(BASIC_API)
+        for node in prompt.values():
+            inputs = node["inputs"]
+            inputs.update({key: value for key, value in (("model_file", name), ("vae_file", TINY_NAMES.vae),
+                                                         ("text_encoder_folder", TINY_NAMES.text_encoder))
+                           if key in inputs})
+        entry = server.wait(server.queue(prompt))
+        assert entry["status"]["status_str"] == "success", (name, entry["status"])
+        width, height, _ = output_size(server, sampler_inputs(prompt))
+        assert [image.size for image in server.images(entry)] == [(width, height)], name
+        assert f"loaded transformer file '{models / 'infinity' / name}'" in server.log_text(), name
 
 
 def _error_text(error: dict) -> str:

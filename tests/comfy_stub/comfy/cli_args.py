@@ -10,4 +10,5 @@ class LatentPreviewMethod(enum.Enum):
     TAESD = "taesd"
 
 
-args = SimpleNamespace(preview_method=LatentPreviewMethod.NoPreviews, preview_size=512)   # ComfyUI's defaults
+args = SimpleNamespace(preview_method=LatentPreviewMethod.NoPreviews, preview_size=512,
+                       fp32_unet=False, bf16_unet=False, fp16_unet=False)   # ComfyUI's defaults

@@ -13,10 +13,12 @@ import pickletools
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import torch
 
-from .errors import InfinityError
+from ..errors import InfinityError
+from .source import TensorSource
 
 ZIP_MAGIC = b"PK\x03\x04"     # torch.save's default (zip) format
 PICKLE_PROTO = 0x80           # first byte of a pickle of protocol 2 or later (torch.save's legacy format)
@@ -136,3 +138,48 @@ def _torch_detail(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines()]
     useful = [line for line in lines if line and not line.startswith(_TORCH_BOILERPLATE)]
     return (useful[0] if useful else type(err).__name__)[:160]
+
+
+# Containers that wrap a state dict in official files, tried in order.
+WRAPPER_PATHS: tuple[tuple[str, ...], ...] = (
+    ("vae",),                  # official VAE .pth (bsq_vae/vae.py:250)
+    ("trainer", "gpt_fsdp"),   # official training checkpoint (run_infinity.py:save_slim_model)
+    ("state_dict",),
+)
+
+
+def unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's state dict, official containers unwrapped."""
+    if not isinstance(obj, Mapping):
+        raise InfinityError(f"'{path}' does not contain a state dict (found {type(obj).__name__})")
+    for wrapper in WRAPPER_PATHS:
+        inner = obj
+        for name in wrapper:
+            inner = inner.get(name) if isinstance(inner, Mapping) else None
+        if isinstance(inner, Mapping):
+            obj = inner
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise InfinityError(f"'{path}' contains no tensors")
+    return tensors
+
+
+class PickleSource(TensorSource):
+    """A torch.save checkpoint (the official `.pth`), its tensors memory-mapped where the file allows."""
+
+    format = "pickle"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._tensors = unwrap_state_dict(read_checkpoint(path), path)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in self._tensors.items()}
+
+    def non_float(self, keys: Iterable[str]) -> list[tuple[str, str]]:
+        return [(k, str(self._tensors[k].dtype).removeprefix("torch.")) for k in keys
+                if k in self._tensors and not self._tensors[k].is_floating_point()]
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self._tensors[key]

@@ -29,7 +29,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Each template fits a 1600 x 1000 window (a canvas of 1600 x 857 px) at zoom >= 0.75: frontends 1.5x fit a
 # template's bounds to the window at 0.75 of the fitting zoom, 1.27 opens it at the saved ZOOM. The core's own
 # image template opens at about 0.73; below 0.57 (14 px text * zoom < 8 px) the frontends draw no text. So a
-# graph spans at most 1580 x 800 units: text to image in four columns, the image templates in five narrower
+# graph spans at most 1580 x 850 units: text to image in four columns, the image templates in five narrower
 # ones (their picture-making first row, then the second sampler's inputs). Every wire runs left to right (a
 # node's inputs come from columns to its left, or from the node above it), but the ones that carry the first
 # row's picture to the second sampler's inputs. Heights leave room for the previews and images a run adds
@@ -223,7 +223,7 @@ def input_picture(graph: Graph) -> tuple[Node, Node, Node, Node]:
 
 def encode_picture(graph: Graph, vae, image, **options) -> Node:
     """Infinity Encode Image under the first sampler."""
-    return graph.add("InfinityEncodeImage", IMAGE_COLUMNS[2], 640, 180, image=image, vae=(vae, 0),
+    return graph.add("InfinityEncodeImage", IMAGE_COLUMNS[2], 690, 170, image=image, vae=(vae, 0),
                      aspect_ratio="1:1", pixels="0.06M", upscale_method="bicubic", **options)
 
 
@@ -240,7 +240,7 @@ def sampler_from_picture(graph: Graph, encoder, model, vae, encoded, prompt: str
                       **{**SAMPLER, **sampler})
     image = graph.add("InfinityTokenizerDecode", columns[4], 40, 80, vae=(vae, 0), codes=(codes, 0))
     graph.add("SaveImage", columns[4], 170, 270, images=(image, 0), filename_prefix=save_prefix)
-    graph.add("Note", columns[4], 490, 330, text=note)
+    graph.add("Note", columns[4], 570, 290, text=note)
 
 
 def build_image_to_image(specs) -> Graph:

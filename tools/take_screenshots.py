@@ -1,5 +1,6 @@
 """Take the screenshots in docs/screenshots/: every template in frontends 1.27 (bundled) and 1.5x (newest),
-Nodes 2.0 on and off, as loaded from the template browser, during a run and after it.
+Nodes 2.0 on and off, as loaded from the template browser, during a run and after it, and the toast of a
+prompt warning.
 
     source <comfy env>/env.sh        # as for tests/real_comfyui/ (scripts/setup_comfyui_env.sh writes it)
     <comfy env>/venv/bin/python tools/take_screenshots.py
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
-TESTS = "readable or queued_in_the_frontend"
+TESTS = "readable or queued_in_the_frontend or prompt_warning"
 
 
 def main() -> int:

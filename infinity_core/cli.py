@@ -26,6 +26,7 @@ from .batch.render import ModelFiles
 from .devices import resolve_device
 from .errors import InfinityError
 from .memory import check_fits
+from .offload import streamed_resident_bytes
 from .output import OutputPaths
 from .picture_file import open_picture, picture_planes
 from .pipeline import InfinityPipeline, to_pil
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--speed", choices=SPEED_MODES, help="exact (default: the official computation), balanced or "
                      "fast: less work at the last scales, at a measured cost (README, Speed modes)")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best available)")
+    gen.add_argument("--offload-blocks", action="store_true",
+                     help="keep the transformer in CPU memory and copy each block to the device as it runs: a "
+                          "model larger than the GPU runs, slower")
     gen.add_argument("--image", type=Path, help="start from this picture (any size; fitted per --fit)")
     gen.add_argument("--mask", type=Path, help="inpaint: a PNG whose white (or, with alpha, opaque) pixels are redrawn")
     gen.add_argument("--keep-scales", type=int, default=None,
@@ -229,8 +233,10 @@ def run_generate(args: argparse.Namespace) -> list[Path]:
     if outside:
         log.warning("warning: %s", outside)
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device=device,
-                                       with_encoder=picture is not None)
-    check_fits(pipe.transformer, pipe.vae, config)
+                                       with_encoder=picture is not None, stream_blocks=args.offload_blocks)
+    streamed = pipe.stream_device is not None
+    check_fits(pipe.transformer, pipe.vae, config, device=pipe.device,
+               weight_bytes=streamed_resident_bytes(pipe.transformer) if streamed else 0)
     extra = picture_inputs(pipe, fitted, config.schedule) if fitted is not None else {}
     result = pipe.sample(args.prompt, args.negative, config=config, **extra,
                          callback=lambda done, total, codes: log.info("scale %d/%d", done, total))

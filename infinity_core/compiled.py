@@ -52,7 +52,11 @@ class CompileConfig:
 
 
 def check_compilable(model: InfinityTransformer) -> None:
-    """Refuse a model torch.compile cannot trace: one whose CPU weights are prepacked for oneDNN."""
+    """Refuse a model torch.compile cannot trace: one whose CPU weights are prepacked for oneDNN, or whose
+    blocks are streamed (offload.BlockStreaming: the compiled graph would hold the weights)."""
+    if model.blocks and model.blocks[0]._forward_pre_hooks:
+        raise InfinityError("compile: this transformer's blocks are streamed from host memory (offload), which "
+                            "a compiled step cannot follow; run it without compile, or load it whole")
     if model.blocks[0].sa.mat_qkv.weight.is_mkldnn:
         raise InfinityError("compile: this transformer's weights are prepacked for oneDNN (the CPU fast path), "
                             "which torch.compile cannot trace; load it with prepack=False to compile it, or run "
@@ -101,6 +105,7 @@ _STEPS: "weakref.WeakKeyDictionary[InfinityTransformer, dict[CompileConfig, Comp
 def compiled_step(model: InfinityTransformer, config: CompileConfig) -> CompiledScaleStep:
     """The compiled step of `model` under `config`, built on first use and kept while the model lives
     (the model itself is not changed, so an uncompiled run of it stays as it was)."""
+    check_compilable(model)          # again at each run: the model may be streamed since the step was built
     steps = _STEPS.setdefault(model, {})
     if config not in steps:
         steps[config] = CompiledScaleStep(model, config)

@@ -43,13 +43,17 @@ def run_memory(transformer: InfinityTransformer, vae: BitwiseVAE, config: Sampli
     return max(sampling, decode_memory(vae.config, latent_grid, batch_size=images, dtype=vae.dtype))
 
 
-def check_fits(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1) -> None:
-    """Refuse, with the figures, a run that needs more than the device has free."""
-    needed = run_memory(transformer, vae, config, prompts)
-    free = available_bytes(transformer.device)
+def check_fits(transformer: InfinityTransformer, vae: BitwiseVAE, config: SamplingConfig, prompts: int = 1, *,
+               device: torch.device | None = None, weight_bytes: int = 0) -> None:
+    """Refuse, with the figures, a run that needs more than `device` (default: the transformer's) has free;
+    `weight_bytes` are weights still to arrive there during the run (a streamed model's small parts and one
+    block)."""
+    device = device or transformer.device
+    needed = run_memory(transformer, vae, config, prompts) + weight_bytes
+    free = available_bytes(device)
     log.info("memory: the run needs ~%d MiB besides the weights; %s free", needed // MiB,
              "unknown" if free is None else f"{free // MiB} MiB")
     if free is not None and needed > free:
         raise InfinityError(f"this run needs ~{needed // MiB} MiB ({prompts * config.batch_size} image(s) at "
                             f"{config.schedule.image_size[1]}x{config.schedule.image_size[0]} px) but "
-                            f"{transformer.device} has {free // MiB} MiB free; lower batch_size or pixels")
+                            f"{device} has {free // MiB} MiB free; lower batch_size or pixels")

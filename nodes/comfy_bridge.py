@@ -4,8 +4,10 @@ previews and interruption. The core gets the results as plain arguments (`device
 
 Transformer, VAE and T5 are wrapped in ModelPatchers and loaded with `load_models_gpu`, so ComfyUI tracks
 them: they offload when another model needs the memory and "Free model and node cache" unloads them.
-They are always loaded fully (`force_full_load`): the core's layers are plain torch modules, which cannot
-run partly offloaded the way ComfyUI's own cast-on-the-fly ops can.
+They are loaded fully (`force_full_load`): the core's layers are plain torch modules, which cannot run partly
+offloaded the way ComfyUI's own cast-on-the-fly ops can. A transformer too large for the card streams its
+blocks instead (the loader's offload "blocks", infinity_core.offload): ComfyUI keeps it in RAM, and the
+sampler asks ComfyUI to free what the streamed run needs on the GPU.
 """
 from __future__ import annotations
 
@@ -30,19 +32,23 @@ PreviewRenderer = Callable[[int, int, torch.Tensor], object]
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a model runs, where it rests between runs, and the dtype its weights are read in."""
+    """Where a model runs, where it rests between runs, and the dtype its weights are read in. A model whose
+    blocks stream rests in `offload_device` even while it runs; only its small parts and one block at a time
+    visit `load_device`."""
 
     load_device: torch.device
     offload_device: torch.device
     dtype: torch.dtype
+    stream_blocks: bool = False
 
 
-def transformer_placement(dtype: torch.dtype | None) -> Placement:
+def transformer_placement(dtype: torch.dtype | None, stream_blocks: bool = False) -> Placement:
     """`dtype` None means auto: the engine's choice for this device (bf16 only where the GPU has it natively,
     else fp16, else fp32: infinity_core.devices.compute_dtype), unless ComfyUI was started with
     --fp32-unet, --bf16-unet or --fp16-unet."""
     load = mm.get_torch_device()
-    return Placement(load, mm.unet_offload_device(), dtype or _forced_unet_dtype() or compute_dtype(load))
+    return Placement(load, mm.unet_offload_device(), dtype or _forced_unet_dtype() or compute_dtype(load),
+                     stream_blocks)
 
 
 def _forced_unet_dtype() -> torch.dtype | None:
@@ -76,8 +82,10 @@ class ManagedModule(nn.Module):
 
 def managed(module: nn.Module, placement: Placement):
     """A ModelPatcher around a module, so ComfyUI's model management can move it. Its size is the whole
-    module (for a VAE: encoder and decoder), which is what ComfyUI counts when it makes room."""
-    return comfy.model_patcher.ModelPatcher(ManagedModule(module), load_device=placement.load_device,
+    module (for a VAE: encoder and decoder), which is what ComfyUI counts when it makes room. A streamed
+    model's patcher loads to its offload device: ComfyUI never moves it whole onto the GPU."""
+    load_device = placement.offload_device if placement.stream_blocks else placement.load_device
+    return comfy.model_patcher.ModelPatcher(ManagedModule(module), load_device=load_device,
                                             offload_device=placement.offload_device, size=mm.module_size(module))
 
 
@@ -86,6 +94,17 @@ def load_for_inference(*patchers, memory_required: int = 0) -> torch.device:
     the run (ComfyUI offloads other models as needed). Returns the first one's device, to run on."""
     mm.load_models_gpu(list(patchers), memory_required=memory_required, force_full_load=True)
     return patchers[0].load_device
+
+
+def make_room_for_streaming(memory_required: int, *patchers) -> torch.device:
+    """For a run whose transformer streams its blocks: free `memory_required` bytes (the run, the model's
+    small parts and one block) on the GPU, offloading other models, then load `patchers` (the preview's VAE)
+    fully. Returns the device to run on."""
+    device = mm.get_torch_device()
+    mm.free_memory(memory_required, device)
+    if patchers:
+        mm.load_models_gpu(list(patchers), memory_required=memory_required, force_full_load=True)
+    return device
 
 
 def previews_enabled() -> bool:

@@ -24,6 +24,8 @@ from .types import (InfinityModel, InfinityModelSocket, InfinityTextEncoder, Inf
 DTYPES: dict[str, torch.dtype | None] = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16,
                                           "fp32": torch.float32}
 
+OFFLOAD_OPTIONS = ("none", "blocks")
+
 _in_memory: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
@@ -85,31 +87,44 @@ class InfinityTransformerLoader(io.ComfyNode):
                                tooltip="Transformer weights in models/infinity. The pack's tiny demo model "
                                        f"({model_folders.DEMO_TRANSFORMER}) draws coloured shapes."),
                 _dtype_input("transformer"),
+                io.Combo.Input("offload", options=list(OFFLOAD_OPTIONS), default="none", optional=True,
+                               tooltip="none: the whole model goes to the GPU. blocks: the model's blocks stay in "
+                                       "RAM and each is copied to the GPU as it runs, so a model larger than the "
+                                       "card runs, slower (README, Which file for which card)."),
             ],
             outputs=[InfinityModelSocket.Output(display_name="model",
                                                 tooltip="The Infinity transformer, for the Infinity Bitwise Sampler.")],
         )
 
     @classmethod
-    def validate_inputs(cls, model_file, dtype) -> bool | str:
-        return _validation_error(lambda: (dtype_of(dtype), model_file is None or
+    def validate_inputs(cls, model_file, dtype, offload="none") -> bool | str:
+        return _validation_error(lambda: (dtype_of(dtype), stream_blocks_of(offload), model_file is None or
                                           model_folders.transformer_path(model_file)))
 
     @classmethod
-    def fingerprint_inputs(cls, model_file, dtype):
+    def fingerprint_inputs(cls, model_file, dtype, offload="none"):
         return _file_identity(model_folders.transformer_path(model_file))
 
     @classmethod
-    def execute(cls, model_file: str, dtype: str) -> io.NodeOutput:
+    def execute(cls, model_file: str, dtype: str, offload: str = "none") -> io.NodeOutput:
         path = model_folders.transformer_path(model_file)
-        placement = comfy_bridge.transformer_placement(dtype_of(dtype))
+        stream_blocks = stream_blocks_of(offload)
+        placement = comfy_bridge.transformer_placement(dtype_of(dtype), stream_blocks)
 
         def read() -> InfinityModel:
             # prepacked for the CPU's fast matmuls only when it will run on the CPU (a packed model cannot move)
             module = load_transformer(path, placement.offload_device, placement.dtype,
                                       prepack=placement.load_device.type == "cpu")
-            return InfinityModel(comfy_bridge.managed(module, placement), model_file, trained_sizes=trained_sizes(path))
+            return InfinityModel(comfy_bridge.managed(module, placement), model_file, trained_sizes=trained_sizes(path),
+                                 stream_blocks=stream_blocks)
         return io.NodeOutput(_reuse_or_load(("transformer", *_file_identity(path), placement), read))
+
+
+def stream_blocks_of(offload: str) -> bool:
+    """Whether the offload widget's value streams the blocks; a value not in the list names the widget."""
+    if offload not in OFFLOAD_OPTIONS:
+        raise InfinityError(f"offload: '{offload}' is not an option; valid: {', '.join(OFFLOAD_OPTIONS)}")
+    return offload == "blocks"
 
 
 class InfinityVAELoader(io.ComfyNode):

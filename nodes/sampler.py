@@ -11,12 +11,14 @@ Infinity Encode Image) starts the generation from a picture: its first `keep_sca
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from comfy_api.latest import io, ui
 
 from infinity_core import (ASPECT_PRESETS, CFG_RANGE, MAX_BATCH, PIXEL_BUDGETS, SEED_RANGE, SPEED_MODES, TAU_RANGE,
                            TOP_K_RANGE, TOP_P_RANGE, InfinityError, SamplingConfig, check_pair, generate, parse_per_scale,
                            per_scale_values, sampling_memory)
+from infinity_core.offload import BlockStreaming, streamed_resident_bytes
 from infinity_core.user_text import quoted
 from . import comfy_bridge, previews
 from .schema import advanced, node_schema
@@ -104,10 +106,17 @@ def run_sampler(model: InfinityModel, conditioning: InfinityConditioning, config
         preview = previews.renderer(vae, schedule)
     transformer = model.transformer
     memory = sampling_memory(model.config, schedule, config.batch_size, config.guided, transformer.compute_dtype)
-    comfy_bridge.load_for_inference(model.patcher, *([vae.patcher] if preview else []), memory_required=memory)
-    result = generate(transformer, conditioning.positive, conditioning.negative, config=config,
-                      callback=comfy_bridge.progress(schedule.num_scales, preview, max(schedule.image_size)),
-                      compile=model.compile, **from_image)
+    preview_vae = [vae.patcher] if preview else []
+    run = partial(generate, transformer, conditioning.positive, conditioning.negative, config=config,
+                  callback=comfy_bridge.progress(schedule.num_scales, preview, max(schedule.image_size)),
+                  compile=model.compile, **from_image)
+    if model.stream_blocks:
+        device = comfy_bridge.make_room_for_streaming(memory + streamed_resident_bytes(transformer), *preview_vae)
+        with BlockStreaming(transformer, device):
+            result = run()
+    else:
+        comfy_bridge.load_for_inference(model.patcher, *preview_vae, memory_required=memory)
+        result = run()
     paste = None
     if encoded_image is not None and encoded_image.mask is not None:
         paste = InpaintPaste(encoded_image.picture, encoded_image.mask)

@@ -35,6 +35,7 @@ class InfinityModel:
     file_name: str
     compile: CompileConfig | None = None      # set by Infinity Compile Model
     trained_sizes: TrainedSizes | None = None  # what the file says it was trained at (None: no limits stated)
+    stream_blocks: bool = False                # the loader's offload "blocks": blocks stay in RAM (offload.py)
 
     @property
     def transformer(self) -> InfinityTransformer:

@@ -8,7 +8,9 @@ It prints:
 2. the compiled step (inductor, mode reduce-overhead: a CUDA graph per scale shape) against eager on the fixture
    model at 0.06M and 0.25M: bits equal, graphs, graph breaks, cudagraph skips (expect 0), seconds per run;
 3. the bench model's generation at 0.25M and 1M in bf16: exact, balanced, fast and compiled, alternating, with
-   the ratio to exact (bench/bench_inference.py --modes does the same with its full table).
+   the ratio to exact (bench/bench_inference.py --modes does the same with its full table);
+4. block streaming (the loader's offload "blocks", infinity_core/offload.py) against the resident model, bench
+   model bf16 at 1M: bits equal, peak CUDA memory of each, seconds of each.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from safetensors.torch import load_file  # noqa: E402
 from infinity_core import TextCondition, generate, load_transformer  # noqa: E402
 from infinity_core.clock import DeviceClock  # noqa: E402
 from infinity_core.compiled import CompileConfig  # noqa: E402
+from infinity_core.offload import BlockStreaming  # noqa: E402
 
 
 def host_reads(model, cond, **settings) -> int:
@@ -96,6 +99,22 @@ def main() -> int:
         exact = statistics.median(times["exact"])
         print(f"   {pixels}: " + ", ".join(f"{name} {statistics.median(t):.3f} s ({min(t):.3f}-{max(t):.3f}, "
                                           f"x{exact / statistics.median(t):.2f})" for name, t in times.items()))
+
+    print("4. block streaming against the resident model, bench model bf16 at 1M:")
+    resting = load_transformer(args.bench_dir / "infinity_bench_d8c512.safetensors", "cpu", torch.bfloat16,
+                               prepack=False)
+    for name, model, streamed in (("resident", bench, False), ("streamed", resting, True)):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with BlockStreaming(model, "cuda") if streamed else torch.no_grad():
+            seconds, result = timed(clock, lambda: generate(model, bench_cond, pixels="1M", seed=0))
+        peak = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+        if not streamed:
+            resident_bits = result.bits
+        same = sum(int(torch.equal(a, b)) for a, b in zip(result.bits, resident_bits))
+        print(f"   {name}: {seconds:.3f} s, peak {peak:.0f} MiB above the resident weights, scales with the "
+              f"resident bits {same}/{len(result.bits)}")
     return 0
 
 

@@ -113,7 +113,7 @@ def main() -> int:
         if not streamed:
             resident_bits = result.bits
         same = sum(int(torch.equal(a, b)) for a, b in zip(result.bits, resident_bits))
-        print(f"   {name}: {seconds:.3f} s, peak {peak:.0f} MiB above the resident weights, scales with the "
+        print(f"   {name}: {seconds:.3f} s, CUDA memory the run added at its peak {peak:.0f} MiB (the resident weights were there before it), scales with the "
               f"resident bits {same}/{len(result.bits)}")
     return 0
 

@@ -113,8 +113,8 @@ def main() -> int:
         if not streamed:
             resident_bits = result.bits
         same = sum(int(torch.equal(a, b)) for a, b in zip(result.bits, resident_bits))
-        print(f"   {name}: {seconds:.3f} s, CUDA memory the run added at its peak {peak:.0f} MiB (the resident weights were there before it), scales with the "
-              f"resident bits {same}/{len(result.bits)}")
+        print(f"   {name}: {seconds:.3f} s; CUDA memory the run added at its peak {peak:.0f} MiB (the resident "
+              f"weights were there before it); scales with the resident bits {same}/{len(result.bits)}")
     return 0
 
 

@@ -22,10 +22,10 @@ import torch
 
 from . import image_in
 from .batch import command as batch_command
-from .batch.render import ModelFiles
 from .devices import resolve_device
 from .errors import InfinityError
 from .memory import check_fits
+from .model_files import DEMO_FILES, add_model_arguments
 from .offload import streamed_resident_bytes
 from .output import OutputPaths
 from .picture_file import open_picture, picture_planes
@@ -38,10 +38,7 @@ from .trained_sizes import trained_sizes
 from .user_text import quoted
 from .weights import model_defaults, read_model_metadata
 
-PACK_MODELS = Path(__file__).resolve().parent.parent / "models"
-DEMO_TRANSFORMER = PACK_MODELS / "infinity" / "infinity_demo_shapes.safetensors"
-DEMO_VAE = PACK_MODELS / "infinity" / "infinity_demo_shapes_vae.safetensors"
-DEMO_TEXT_ENCODER = PACK_MODELS / "text_encoders" / "t5_demo_shapes"
+DEMO_TRANSFORMER, DEMO_VAE, DEMO_TEXT_ENCODER = DEMO_FILES.transformer, DEMO_FILES.vae, DEMO_FILES.text_encoder
 
 log = logging.getLogger("infinity_core")
 
@@ -51,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="text to image, or from a picture")
-    gen.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER, help="transformer weights (.pth, .safetensors, shard folder)")
-    gen.add_argument("--vae", type=Path, default=DEMO_VAE, help="VAE weights (.pth, .safetensors)")
-    gen.add_argument("--text-encoder", type=Path, default=DEMO_TEXT_ENCODER, help="T5 folder (flan-t5-xl for the official models)")
+    add_model_arguments(gen)
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative", default="", help="negative prompt (default: the learned unconditional text)")
     gen.add_argument("-o", "--output", type=Path, default=Path("infinity.png"),
@@ -84,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fit", default="crop", choices=image_in.FIT_MODES, help="how the picture meets the output size")
     gen.add_argument("--outpaint", help="L,T,R,B pixels to add on each side of --image, drawn by the model")
     batch_command.add_arguments(commands.add_parser("batch", help="every prompt of a list into a folder (resumable; Ray)"),
-                                ModelFiles(DEMO_TRANSFORMER, DEMO_VAE, DEMO_TEXT_ENCODER))
+                                DEMO_FILES)
     return parser
 
 

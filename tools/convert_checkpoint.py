@@ -41,7 +41,7 @@ from tqdm import tqdm  # noqa: E402
 from infinity_core.config import transformer_config_from_state_dict, vae_config_from_state_dict  # noqa: E402
 from infinity_core.errors import InfinityError  # noqa: E402
 from infinity_core.transformer.model import BLOCK_MATMULS  # noqa: E402
-from infinity_core.weight_formats.gguf_blocks import QK_K, quantize_k  # noqa: E402
+from infinity_core.weight_formats.gguf_blocks import quantize_k  # noqa: E402
 from infinity_core.weights import (SAFETENSORS_SUFFIX, TensorSource, official_to_internal_transformer,  # noqa: E402
                                    official_to_internal_vae, open_sources, tensors_of)
 

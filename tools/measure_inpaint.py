@@ -49,7 +49,7 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from infinity_core import generate, get_schedule, load_text_encoder, load_transformer, load_vae  # noqa: E402
-from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE  # noqa: E402
+from infinity_core.model_files import add_model_arguments  # noqa: E402
 from infinity_core.image_in import encode_image, pad_for_outpaint, paste_outside_mask  # noqa: E402
 from infinity_core.pipeline import to_uint8  # noqa: E402
 from infinity_core.text import TextCondition  # noqa: E402
@@ -449,9 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also outpaint from a mid-grey pad, against pad_for_outpaint's edge replication")
     parser.add_argument("--mask-study", type=int, default=0, metavar="N",
                         help="also inpaint the first N scenes with other masks (margins, token-straddling edges)")
-    parser.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER)
-    parser.add_argument("--vae", type=Path, default=DEMO_VAE)
-    parser.add_argument("--text-encoder", type=Path, default=DEMO_TEXT_ENCODER)
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)

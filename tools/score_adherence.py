@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE  # noqa: E402
+from infinity_core.model_files import add_model_arguments  # noqa: E402
 from infinity_core.loading import load_vae  # noqa: E402
 from infinity_core.pipeline import InfinityPipeline  # noqa: E402
 from infinity_core.schedules import parse_aspect  # noqa: E402
@@ -43,9 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top-p", type=float, help="default: the core's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER)
-    parser.add_argument("--vae", type=Path, default=DEMO_VAE)
-    parser.add_argument("--text-encoder", type=Path, default=DEMO_TEXT_ENCODER)
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)

@@ -17,7 +17,6 @@ import logging
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from infinity_core import PIXEL_BUDGETS, SPEED_MODES, SamplingConfig  # noqa: E402
-from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE  # noqa: E402
+from infinity_core.model_files import add_model_arguments  # noqa: E402
 from infinity_core.pipeline import InfinityPipeline, to_uint8  # noqa: E402
 from training.adherence import ATTRIBUTES, attribute_accuracy  # noqa: E402
 from training.detector import score  # noqa: E402
@@ -89,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--grid", type=Path, help="write a picture grid (one column per mode) here")
     parser.add_argument("--grid-rows", type=int, default=6)
-    parser.add_argument("--transformer", type=Path, default=DEMO_TRANSFORMER)
-    parser.add_argument("--vae", type=Path, default=DEMO_VAE)
-    parser.add_argument("--text-encoder", type=Path, default=DEMO_TEXT_ENCODER)
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)

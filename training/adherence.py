@@ -18,7 +18,7 @@ from infinity_core.sampling_config import SamplingConfig
 from infinity_core.schedules import get_schedule
 from infinity_core.vae.autoencoder import BitwiseVAE
 
-from .detector import AdherenceScore, PairScore, score, score_pair
+from .detector import AdherenceScore, score, score_pair
 from .shapes import Canvas, Scene, SceneSpec, caption, render
 from .vae_trainer import images_to_tensor
 

@@ -18,7 +18,8 @@ from ..schedules import ASPECT_PRESETS, PIXEL_BUDGETS
 from ..speed import SPEED_MODES
 from ..weights import model_defaults
 from .manifest import MANIFEST_NAME, Manifest
-from .render import ModelFiles, RowRenderer, device_batches
+from ..model_files import ModelFiles, add_model_arguments, model_files
+from .render import RowRenderer, device_batches
 from .rows import LIST_SUFFIXES, ROW_FIELDS, RowDefaults, read_rows
 from .runner import ImageWriter, plan, run_local
 
@@ -45,9 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, demo: ModelFiles) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("list", type=Path, nargs="?", metavar="LIST", help=f"the prompt list ({', '.join(LIST_SUFFIXES)})")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FOLDER", help="the images' folder")
-    parser.add_argument("--transformer", type=Path, default=demo.transformer, help="transformer weights")
-    parser.add_argument("--vae", type=Path, default=demo.vae, help="VAE weights")
-    parser.add_argument("--text-encoder", type=Path, default=demo.text_encoder, help="T5 folder")
+    add_model_arguments(parser, demo)
     parser.add_argument("--negative", default="", help="negative prompt of rows without one")
     parser.add_argument("--seed", type=int, help="seed of rows without one (default 0)")
     parser.add_argument("--cfg", help="guidance of rows without one, or a per-scale comma list")
@@ -100,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InfinityError("--workers is the number of Ray workers: 1 or more, with --ray")
     if ray_address is not None and args.device is not None:
         raise InfinityError("--device is for a run on this machine; Ray workers take a GPU where there is one")
-    models = ModelFiles(args.transformer, args.vae, args.text_encoder)
+    models = model_files(args)
     defaults = RowDefaults(args.negative, args.seed, args.aspect, args.pixels, args.cfg, args.tau, args.top_k, args.top_p,
                            args.speed)
     listed = read_rows(list_path, defaults, model_defaults(args.transformer))

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InfinityError
-from .render import ModelFiles, RowRenderer
+from ..model_files import ModelFiles
+from .render import RowRenderer
 from .rows import BatchRow
 from .runner import FailedBatch, ImageWriter
 

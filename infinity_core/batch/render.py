@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -25,20 +23,10 @@ from ..devices import resolve_device
 from ..memory import check_fits
 from ..pipeline import InfinityPipeline, to_uint8
 from ..text import TextCondition
-from .rows import BatchRow, ModelNames
+from ..model_files import ModelFiles
+from .rows import BatchRow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    transformer: Path
-    vae: Path
-    text_encoder: Path
-
-    @property
-    def names(self) -> ModelNames:
-        return ModelNames(*(Path(p).name for p in (self.transformer, self.vae, self.text_encoder)))
 
 
 def device_batches(rows: Sequence[BatchRow], rows_per_batch: int) -> list[list[BatchRow]]:

@@ -343,6 +343,12 @@ WATCH_SCRIPT = r"""
     for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
     return h.toString(16) + ':' + bytes.length;
   };
+  const base64 = (buffer) => {
+    const bytes = new Uint8Array(buffer);
+    let text = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
   const NativeWebSocket = window.WebSocket;
   window.WebSocket = class extends NativeWebSocket {
     constructor(...args) {
@@ -352,7 +358,7 @@ WATCH_SCRIPT = r"""
         if (typeof event.data !== 'string') {
           const keep = (buffer) => {
             const kind = buffer.byteLength >= 4 ? new DataView(buffer).getUint32(0) : 0;
-            if (kind === 1 || kind === 4) watch.frames.push({t, kind, hash: hash(buffer)});   // preview images
+            if (kind === 1 || kind === 4) watch.frames.push({t, kind, hash: hash(buffer), data: base64(buffer)});
           };
           if (event.data instanceof ArrayBuffer) keep(event.data);
           else event.data.arrayBuffer().then(keep);

@@ -2,15 +2,17 @@
 (see suite.py)."""
 from __future__ import annotations
 
+import base64
 import io
 import json
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from comfyui_harness import chromium_paths, frontend_version, newest_frontend_root, start_chromium
 from .suite import (EXAMPLES, OUTPUT_NODES, PACK_FOLDER, PAGE_SETTLE_S, SAMPLER_PREFIX, SAVED_BEFORE_V3, SIZE_TEXT,
@@ -293,6 +295,25 @@ def test_sampler_shows_its_output_size(ui, example):
     assert not problems, f"{ui.label} {example.name}: {problems}"
 
 
+def test_widgets_show_their_plain_display_names(ui):
+    """Every widget of the text-to-image template's nodes is labelled with its schema display name ("temperature",
+    not "tau"): 1.5x does it itself, 1.27 through the web extension. The label is what both node modes draw."""
+    example = next(path for path in EXAMPLES if "Text to Image" in path.name)
+    ui.load_from_template_browser(example)
+    info = ui.server.request("/api/object_info")[1]
+    shown = ui.js("const g = app.rootGraph ?? app.graph; return g.nodes.filter(n => n.type.startsWith('Infinity'))"
+                  ".map(n => [n.type, (n.widgets ?? []).map(w => [w.name, w.label ?? w.name])]);")
+    wrong = []
+    for node_type, widgets in shown:
+        inputs = {**info[node_type]["input"].get("required", {}), **info[node_type]["input"].get("optional", {})}
+        for name, label in widgets:
+            options = inputs.get(name, [None, {}])
+            expected = (options[1] if len(options) > 1 and isinstance(options[1], dict) else {}).get("display_name")
+            if expected and label != expected:
+                wrong.append(f"{node_type}.{name} shows {label!r}, not {expected!r}")
+    assert shown and not wrong, f"{ui.label}: {wrong}"
+
+
 # Below this zoom the frontends draw nodes as boxes without text (LiteGraph.Canvas.MinFontSizeForLOD 8 px for a
 # 14 px font); the core's own image template opens at about 0.73 in a 1600 x 1000 window.
 READABLE_ZOOM = 0.73
@@ -331,6 +352,18 @@ _seed_counter = iter(range(1_000_000, 2_000_000))
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
+def frame_picture(encoded: str):
+    """A preview frame as the websocket carried it (event type, then a format word or metadata) -> PIL image."""
+    data = base64.b64decode(encoded)
+    return Image.open(io.BytesIO(data[data.index(b"\xff\xd8"):])).convert("RGB")
+
+
+def picture_distance(a, b, side: int = 16) -> float:
+    """Mean absolute difference in 0..255 levels of two pictures box-filtered to side x side."""
+    small = [np.asarray(p.convert("RGB").resize((side, side), 4), dtype=np.float32) for p in (a, b)]   # 4: BOX
+    return float(np.abs(small[0] - small[1]).mean())
+
+
 def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui, example, shots_dir):
     """Loaded from the template browser, every sampler given a fresh seed (so the run really samples), queued
     with the Run command: previews arrive on the page's websocket during sampling (a screenshot is taken
@@ -398,14 +431,16 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
         f"{ui.label} {example.name}: {len(frames)} preview frames for {len(between)} progress updates"
     assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"
-    # No stale frame: a frontend keeps a node's last preview after the run, so the last frame must be that of
-    # the last scale (sent with the sampler's last progress update), not an early scale's.
+    # No stale frame: a frontend keeps a node's last preview after the run, so the last frame must show the
+    # finished image: of the last sampler's frames, it is the one closest to an output image.
     last_sampler = max(updates, key=lambda p: p["t"])["node"]
-    finished_at = max(p["t"] for p in updates if p["node"] == last_sampler and p["value"] == p["max"])
-    last_frame_at = ui.js("return Math.max(...window.__infinityWatch.frames.filter(f => f.t >= arguments[0])"
-                          ".map(f => f.t))", queued)
-    assert last_frame_at >= finished_at - 50, \
-        f"{ui.label} {example.name}: the last preview frame came before the sampler's last scale"
+    started_at = min(p["t"] for p in updates if p["node"] == last_sampler)
+    run_frames = [frame_picture(f["data"]) for f in ui.js("return window.__infinityWatch.frames")
+                  if f["t"] >= started_at]
+    distances = [min(picture_distance(frame, image) for image in images) for frame in run_frames]
+    figure(f"last frame {ui.label} {example.stem}: distance to the output per frame {[round(d, 1) for d in distances]}")
+    assert len(run_frames) >= 2 and distances[-1] <= min(distances), \
+        f"{ui.label} {example.name}: the last preview frame is not the finished image: {distances}"
     overlaps = ui.overlapping_nodes()
     assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
 

@@ -7,7 +7,9 @@
 //  * Infinity Text Encode's prompt warnings (words the text encoder does not know, text past its limit) and a
 //    sampler's warning (a size the model was not trained at) come as a warning toast after the run, where the
 //    whole message fits, instead of a cramped box on the node;
-//  * the pack's templates are listed in the order a user learns them (text to image first).
+//  * the pack's templates are listed in the order a user learns them (text to image first);
+//  * a widget with a display name ("temperature" for tau) shows it in frontends before 1.28 too, which label a
+//    widget with its saved name; newer ones set the label themselves, and it is left alone there.
 // This file is served at /extensions/<pack folder>/js/, hence three levels up to ComfyUI's scripts.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
@@ -134,6 +136,31 @@ function addWarningToasts(nodeType) {
     };
 }
 
+// The display names the node's definition gives its widgets (V3 inputs carry them in their options).
+function displayNames(nodeData) {
+    const names = {};
+    for (const group of [nodeData.input?.required, nodeData.input?.optional]) {
+        for (const [name, spec] of Object.entries(group ?? {})) {
+            const shown = spec?.[1]?.display_name;
+            if (shown && shown !== name) names[name] = shown;
+        }
+    }
+    return names;
+}
+
+function labelWidgets(nodeType, nodeData) {
+    const names = displayNames(nodeData);
+    if (!Object.keys(names).length) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+        const result = onNodeCreated?.apply(this, arguments);
+        for (const widget of this.widgets ?? []) {
+            if (names[widget.name] && !widget.label) widget.label = names[widget.name];
+        }
+        return result;
+    };
+}
+
 // GET /workflow_templates lists a pack's templates in the file system's order; the frontends keep it.
 function orderPackTemplates() {
     const original = api.getWorkflowTemplates?.bind(api);
@@ -161,6 +188,7 @@ app.registerExtension({
         await loadOutputSizes();
     },
     async beforeRegisterNodeDef(nodeType, nodeData) {
+        if (nodeData.name.startsWith("Infinity")) labelWidgets(nodeType, nodeData);
         if (SAMPLERS.has(nodeData.name)) addOutputSize(nodeType);
         if (nodeData.name === ENCODE_IMAGE) followEncodeImage(nodeType);
         if (nodeData.name === TEXT_ENCODE || SAMPLERS.has(nodeData.name)) addWarningToasts(nodeType);

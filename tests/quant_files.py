@@ -26,40 +26,42 @@ def _comfy_info(fmt: str) -> torch.Tensor:
     return torch.tensor(list(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
 
 
-def write_comfy_fp8(source: Path, target: Path) -> None:
-    """float8_e4m3fn with one scale per tensor (amax / 448), as ComfyUI's quantizer writes."""
+def _write_per_layer(source: Path, target: Path, layer_tensors, extra: dict | None = None) -> None:
+    """`source` with each linear layer's weight replaced by `layer_tensors(weight)`, a {name suffix: tensor}
+    dict for that layer ("weight" among them), plus the file-wide `extra` tensors."""
     state = load_file(str(source))
     for key in linear_weights(state):
-        layer, weight = key[:-len(".weight")], state[key]
-        scale = weight.abs().max() / FP8_MAX
-        state[key] = (weight / scale).to(torch.float8_e4m3fn)
-        state[f"{layer}.weight_scale"] = scale.float()
-        state[f"{layer}.comfy_quant"] = _comfy_info("float8_e4m3fn")
+        layer = key[:-len(".weight")]
+        for suffix, tensor in layer_tensors(state[key]).items():
+            state[f"{layer}.{suffix}"] = tensor
+    state.update(extra or {})
     save_file(state, str(target))
+
+
+def write_comfy_fp8(source: Path, target: Path) -> None:
+    """float8_e4m3fn with one scale per tensor (amax / 448), as ComfyUI's quantizer writes."""
+    def layer(weight):
+        scale = weight.abs().max() / FP8_MAX
+        return {"weight": (weight / scale).to(torch.float8_e4m3fn), "weight_scale": scale.float(),
+                "comfy_quant": _comfy_info("float8_e4m3fn")}
+    _write_per_layer(source, target, layer)
 
 
 def write_comfy_int8_rows(source: Path, target: Path) -> None:
     """int8 with one scale per output row [N, 1] (amax / 127)."""
-    state = load_file(str(source))
-    for key in linear_weights(state):
-        layer, weight = key[:-len(".weight")], state[key]
+    def layer(weight):
         scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
-        state[key] = torch.round(weight / scale).clamp(-127, 127).to(torch.int8)
-        state[f"{layer}.weight_scale"] = scale.float()
-        state[f"{layer}.comfy_quant"] = _comfy_info("int8_tensorwise")
-    save_file(state, str(target))
+        return {"weight": torch.round(weight / scale).clamp(-127, 127).to(torch.int8), "weight_scale": scale.float(),
+                "comfy_quant": _comfy_info("int8_tensorwise")}
+    _write_per_layer(source, target, layer)
 
 
 def write_scaled_fp8_old_form(source: Path, target: Path) -> None:
     """The older marker form: `scaled_fp8` plus `X.scale_weight` per float8 weight."""
-    state = load_file(str(source))
-    for key in linear_weights(state):
-        layer, weight = key[:-len(".weight")], state[key]
+    def layer(weight):
         scale = weight.abs().max() / FP8_MAX
-        state[key] = (weight / scale).to(torch.float8_e4m3fn)
-        state[f"{layer}.scale_weight"] = scale.reshape(1).float()
-    state["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
-    save_file(state, str(target))
+        return {"weight": (weight / scale).to(torch.float8_e4m3fn), "scale_weight": scale.reshape(1).float()}
+    _write_per_layer(source, target, layer, {"scaled_fp8": torch.empty(0, dtype=torch.float8_e4m3fn)})
 
 
 def write_gguf(source: Path, target: Path, qtype_name: str, *, raw_blocks=None) -> list[str]:

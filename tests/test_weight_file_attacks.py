@@ -1,5 +1,5 @@
 """Hostile and broken weight files: every case is refused with an InfinityError that names the file and the
-reason, no pickled code runs, and nothing outside the model folder is read (tools/robustness_report.py)."""
+reason, no pickled code runs, and nothing outside the model folder is read (tools/robustness/weight_files.py)."""
 import pickle
 import sys
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from robustness_report import (WEIGHT_CASES, CodePayload, Layout, OpenAudit, canary_read,  # noqa: E402
-                               try_weight_case, _load)
+from robustness.weight_files import (WEIGHT_CASES, CodePayload, Layout, OpenAudit, canary_read,  # noqa: E402
+                                     try_weight_case, _load)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # torch's notes on the pickles' protocols
 

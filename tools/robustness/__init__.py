@@ -1,0 +1,1 @@
+"""The parts of tools/robustness_report.py, one module each."""

@@ -1,11 +1,11 @@
-"""The shipped demo model draws what it is told at every size it was trained at, and the code that trained it
-still trains.
+"""The shipped demo model draws what it is told, and the code that trained it still trains.
 
-The adherence tests are small versions of `tools/score_adherence.py`: held-out prompts (never in training),
-the core's sampling defaults at cfg 3, seed 0, so prompt j's image is drawn from seed j. MEASURED holds what
-the shipped model scores on exactly these prompts (the same run as the bounds); each bound sits one to two
-prompts under its score, so that a real regression fails and a single flipped image does not. None is below
-the bound of the model it replaced (1:1 at 0.06M: colour 0.85, background 0.95, position 0.95, shape 0.70).
+The adherence test is a 20-prompt version of `tools/score_adherence.py` (held-out prompts, the core's
+sampling defaults at 0.06M, seed 0, so prompt j's image is drawn from seed j). On these 20 prompts the
+shipped model scores, at cfg 3: colour, background and position 100 %, shape 80 %; its VAE's own
+reconstructions: colour 95 %, every other attribute 100 %. The thresholds sit under those numbers so that
+a real regression fails and sampling noise does not (one prompt is 5 points; each bound is one to three
+prompts under its score).
 """
 from __future__ import annotations
 
@@ -18,34 +18,23 @@ from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE
 from infinity_core.config import TransformerConfig, VAEConfig
 from infinity_core.loading import load_transformer, load_vae
 from infinity_core.pipeline import InfinityPipeline
-from infinity_core.schedules import get_schedule, parse_aspect
+from infinity_core.schedules import get_schedule
 from infinity_core.text_encoder import load_text_encoder
-from infinity_core.trained_sizes import TrainedSizes, trained_sizes
+from infinity_core.trained_sizes import TrainedSizes
 from infinity_core.vae.autoencoder import BitwiseVAE
-from training.adherence import demo_sampling, evaluate, evaluate_pairs, reconstruction_accuracy
+from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
 from training.self_correction import flip_requant
-from training.shapes import heldout_pairs, heldout_specs
+from training.shapes import heldout_specs
 from training.transformer_trainer import TransformerTrainConfig, train_transformer
 from training.text_model import TextModelConfig
-from training.vae_trainer import DEMO_SIZES
 
 pytest.importorskip("transformers")
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-SIZE_LIMIT_MB = 20
-# size -> prompts scored there (fewer at 0.25M, where an image costs about four times as much)
-PROMPTS = {"1:1@0.06M": 20, "16:9@0.06M": 12, "2:3@0.06M": 12, "1:1@0.25M": 8}
-PAIRS = 12                  # two-object prompts, at 1:1 0.06M
-MEASURED = {}               # filled from the measuring run below
-THRESHOLDS = {}
-PAIR_MEASURED = None
-PAIR_THRESHOLD = None
+NUM_PROMPTS = 20
+THRESHOLDS = {"color": 0.85, "background": 0.95, "position": 0.95, "shape": 0.70}
 VAE_THRESHOLDS = {"color": 0.90, "background": 0.95, "position": 0.95, "shape": 0.95}
-
-
-def _settings(size: str, cfg: float = 3.0):
-    aspect, pixels = size.split("@")
-    return demo_sampling(cfg, h_div_w=parse_aspect(aspect), pixels=pixels, seed=0)
+SIZE_LIMIT_MB = 15
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +46,8 @@ def pipe() -> InfinityPipeline:
 
 @pytest.fixture(scope="module")
 def reports(pipe):
-    return {size: evaluate(pipe, heldout_specs(count), _settings(size)) for size, count in PROMPTS.items()}
+    specs = heldout_specs(NUM_PROMPTS)
+    return {cfg: evaluate(pipe, specs, demo_sampling(cfg, seed=0)) for cfg in (1.0, 3.0)}
 
 
 def test_shipped_files_are_where_the_cli_looks_and_small():
@@ -67,38 +57,23 @@ def test_shipped_files_are_where_the_cli_looks_and_small():
     assert sum(path.stat().st_size for path in files) < SIZE_LIMIT_MB * 1024 * 1024
 
 
-def test_shipped_transformer_lists_the_sizes_it_was_trained_at():
-    """The file's metadata is the training recipe's sizes: the CLI and the sampler warn outside them."""
-    assert trained_sizes(DEMO_TRANSFORMER) == DEMO_SIZES
+@pytest.mark.parametrize("attribute", sorted(THRESHOLDS))
+def test_demo_model_follows_held_out_prompts_at_cfg_3(reports, attribute):
+    accuracy = reports[3.0].accuracy(attribute)
+    assert accuracy >= THRESHOLDS[attribute], f"{attribute}: {accuracy:.0%} of {NUM_PROMPTS} held-out prompts"
 
 
-@pytest.mark.parametrize("size, attribute", [(size, attribute) for size in PROMPTS for attribute in
-                                             ("color", "background", "position", "shape")])
-def test_demo_model_follows_held_out_prompts_at_cfg_3(reports, size, attribute):
-    accuracy = reports[size].accuracy(attribute)
-    assert accuracy >= THRESHOLDS[size][attribute], \
-        f"{size} {attribute}: {accuracy:.0%} of {PROMPTS[size]} held-out prompts"
-
-
-def test_two_object_prompts_draw_both_objects_in_their_cells(pipe):
-    both = evaluate_pairs(pipe, heldout_pairs(PAIRS), _settings("1:1@0.06M"))
-    assert both >= PAIR_THRESHOLD, f"{both:.0%} of {PAIRS} two-object prompts"
-
-
-@pytest.mark.parametrize("size", ["1:1@0.06M", "1:1@0.25M"])
-def test_shipped_vae_reconstructs_held_out_scenes(size):
+def test_shipped_vae_reconstructs_held_out_scenes():
     """The VAE's own reconstructions bound what any transformer can draw with it."""
-    aspect, pixels = size.split("@")
-    ceiling = reconstruction_accuracy(load_vae(DEMO_VAE, "cpu"), heldout_specs(PROMPTS[size]), pixels=pixels,
-                                      h_div_w=parse_aspect(aspect))
+    ceiling = reconstruction_accuracy(load_vae(DEMO_VAE, "cpu"), heldout_specs(NUM_PROMPTS))
     for attribute, minimum in VAE_THRESHOLDS.items():
-        assert ceiling[attribute] >= minimum, f"{size} {attribute}: {ceiling[attribute]:.0%} of reconstructions"
+        assert ceiling[attribute] >= minimum, f"{attribute}: {ceiling[attribute]:.0%} of {NUM_PROMPTS} reconstructions"
 
 
-def test_guidance_does_not_hurt(pipe, reports):
-    """cfg 3 is the default; guard against guidance hurting (20 prompts are too few to show a small gain)."""
-    unguided = evaluate(pipe, heldout_specs(PROMPTS["1:1@0.06M"]), _settings("1:1@0.06M", cfg=1.0))
-    assert reports["1:1@0.06M"].mean_accuracy >= unguided.mean_accuracy - 0.05
+def test_guidance_does_not_hurt(reports):
+    """cfg 3 is the default. On the issue's 200 prompts it scores higher than cfg 1 (mean 96.6 % against
+    94.9 %); 20 prompts are too few to show a margin that small, so this guards against guidance hurting."""
+    assert reports[3.0].mean_accuracy >= reports[1.0].mean_accuracy - 0.05
 
 
 def test_self_correction_without_flips_is_plain_teacher_forcing():

@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from infinity_core import InfinityError, load_text_encoder, load_transformer, load_vae
 from infinity_core.trained_sizes import trained_sizes
 from . import comfy_bridge, model_folders
-from .schema import node_schema
+from .schema import advanced, node_schema
 from .types import (InfinityModel, InfinityModelSocket, InfinityTextEncoder, InfinityTextEncoderSocket, InfinityVAE,
                     InfinityVAESocket)
 
@@ -87,10 +87,11 @@ class InfinityTransformerLoader(io.ComfyNode):
                                tooltip="Transformer weights in models/infinity. The pack's tiny demo model "
                                        f"({model_folders.DEMO_TRANSFORMER}) draws coloured shapes."),
                 _dtype_input("transformer"),
-                io.Combo.Input("offload", options=list(OFFLOAD_OPTIONS), default="none", optional=True,
-                               tooltip="none: the whole model goes to the GPU. blocks: the model's blocks stay in "
-                                       "RAM and each is copied to the GPU as it runs, so a model larger than the "
-                                       "card runs, slower (README, Which file for which card)."),
+                advanced(io.Combo.Input(
+                    "offload", options=list(OFFLOAD_OPTIONS), default="none", optional=True,
+                    tooltip="none: the whole model goes to the GPU. blocks: the model's blocks stay in RAM and each "
+                            "is copied to the GPU as it runs, so a model larger than the card runs, slower (README, "
+                            "Which file for which card).")),
             ],
             outputs=[InfinityModelSocket.Output(display_name="model",
                                                 tooltip="The Infinity transformer, for the Infinity Bitwise Sampler.")],

@@ -56,7 +56,7 @@ DEMO = {"model_file": "infinity_demo_shapes.safetensors", "vae_file": "infinity_
         "text_encoder_folder": "t5_demo_shapes", "dtype": "auto"}
 _CORE = SamplingConfig()
 SAMPLER = {"cfg": _CORE.cfg, "tau": _CORE.tau, "top_k": _CORE.top_k, "top_p": _CORE.top_p, "aspect_ratio": "1:1",
-           "pixels": "0.06M", "batch_size": 1, "keep_scales": 0}   # the core's defaults at the demo's size
+           "pixels": "0.06M", "batch_size": 1, "keep_scales": 0, "speed": _CORE.speed}   # the core's defaults at the demo's size
 
 
 def infinity_node_specs() -> dict:
@@ -176,9 +176,10 @@ class Graph:
 def loaders(graph: Graph, column: tuple[int, int]) -> tuple[Node, Node, Node]:
     encoder = graph.add("InfinityTextEncoderLoader", column, 40, LOADER_HEIGHT,
                         text_encoder_folder=DEMO["text_encoder_folder"], dtype=DEMO["dtype"])
-    model = graph.add("InfinityTransformerLoader", column, 190, LOADER_HEIGHT, model_file=DEMO["model_file"],
-                      dtype=DEMO["dtype"])
-    vae = graph.add("InfinityVAELoader", column, 340, LOADER_HEIGHT, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
+    # the model loader's third widget (offload, optional) makes it taller in Nodes 2.0
+    model = graph.add("InfinityTransformerLoader", column, 190, LOADER_HEIGHT + 40, model_file=DEMO["model_file"],
+                      dtype=DEMO["dtype"], offload="none")
+    vae = graph.add("InfinityVAELoader", column, 380, LOADER_HEIGHT, vae_file=DEMO["vae_file"], dtype=DEMO["dtype"])
     return encoder, model, vae
 
 
@@ -205,7 +206,7 @@ def build_text_to_image(specs) -> Graph:
     _, image = text_to_image(graph, columns, encoder, model, vae,
                              "a red circle at the top left on a blue background", 42)
     graph.add("SaveImage", columns[3], 170, 330, images=(image, 0), filename_prefix="Infinity")
-    graph.add("Note", columns[0], 500, 280, text="Text to image: write what to draw in Infinity Text Encode and "
+    graph.add("Note", columns[0], 540, 280, text="Text to image: write what to draw in Infinity Text Encode and "
               "press Run. The sampler draws it coarse to fine and shows the image as it forms (when ComfyUI runs "
               "with --preview-method auto).\n\n" + NOTE_MODELS)
     return graph
@@ -258,8 +259,8 @@ def build_image_to_image(specs) -> Graph:
 def build_inpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    canvas = graph.add("SolidMask", IMAGE_COLUMNS[0], 500, 110, value=0.0, width=256, height=256)
-    square = graph.add("SolidMask", IMAGE_COLUMNS[0], 650, 110, value=1.0, width=144, height=144)
+    canvas = graph.add("SolidMask", IMAGE_COLUMNS[0], 540, 110, value=0.0, width=256, height=256)
+    square = graph.add("SolidMask", IMAGE_COLUMNS[0], 690, 110, value=1.0, width=144, height=144)
     mask = graph.add("MaskComposite", IMAGE_COLUMNS[1], 500, 150, destination=(canvas, 0), source=(square, 0),
                      x=0, y=0, operation="add")
     encoded = encode_picture(graph, vae, (picture, 0), mask=(mask, 0), crop="center")
@@ -279,7 +280,7 @@ OUTPAINT_PROMPT = "a red circle at the top left and a yellow triangle at the bot
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
     encoder, model, vae, picture = input_picture(graph)
-    half = graph.add("ImageCrop", IMAGE_COLUMNS[0], 500, 150, image=(picture, 0), width=128, height=256, x=0, y=0)
+    half = graph.add("ImageCrop", IMAGE_COLUMNS[0], 540, 150, image=(picture, 0), width=128, height=256, x=0, y=0)
     padded = graph.add("InfinityPadForOutpainting", IMAGE_COLUMNS[1], 500, 220, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
     encoded = encode_picture(graph, vae, (padded, 0), mask=(padded, 1), crop="disabled")

@@ -351,7 +351,6 @@ def test_template_opens_readable_with_every_node_on_screen_and_wires_left_to_rig
 _seed_counter = iter(range(1_000_000, 2_000_000))
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
 def frame_picture(encoded: str):
     """A preview frame as the websocket carried it (event type, then a format word or metadata) -> PIL image."""
     data = base64.b64decode(encoded)
@@ -364,6 +363,7 @@ def picture_distance(a, b, side: int = 16) -> float:
     return float(np.abs(small[0] - small[1]).mean())
 
 
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.stem for path in EXAMPLES])
 def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui, example, shots_dir):
     """Loaded from the template browser, every sampler given a fresh seed (so the run really samples), queued
     with the Run command: previews arrive on the page's websocket during sampling (a screenshot is taken
@@ -432,15 +432,18 @@ def test_example_workflow_queued_in_the_frontend_previews_and_returns_images(ui,
     assert len(frames) == 1 or len(set(frames)) >= 2, "the preview never changed"
     assert shot is not None and shot_time < watch["finished"]["t"], "no screenshot while the run was going"
     # No stale frame: a frontend keeps a node's last preview after the run, so the last frame must show the
-    # finished image: of the last sampler's frames, it is the one closest to an output image.
+    # finished image: the last sampler's last frame is nearer an output image than its own first frame.
     last_sampler = max(updates, key=lambda p: p["t"])["node"]
     started_at = min(p["t"] for p in updates if p["node"] == last_sampler)
     run_frames = [frame_picture(f["data"]) for f in ui.js("return window.__infinityWatch.frames")
                   if f["t"] >= started_at]
-    distances = [min(picture_distance(frame, image) for image in images) for frame in run_frames]
-    figure(f"last frame {ui.label} {example.stem}: distance to the output per frame {[round(d, 1) for d in distances]}")
-    assert len(run_frames) >= 2 and distances[-1] <= min(distances), \
-        f"{ui.label} {example.name}: the last preview frame is not the finished image: {distances}"
+    to_output = min(picture_distance(run_frames[-1], image) for image in images)
+    to_first = picture_distance(run_frames[-1], run_frames[0])
+    figure(f"last frame {ui.label} {example.stem}: {len(run_frames)} frames; the last is {to_output:.1f} levels from "
+           f"the output, {to_first:.1f} from the first frame")
+    assert len(run_frames) >= 2 and to_output < to_first, \
+        f"{ui.label} {example.name}: the last preview frame is not the finished image ({to_output:.1f} levels from " \
+        f"the output, {to_first:.1f} from the first frame)"
     overlaps = ui.overlapping_nodes()
     assert not overlaps, f"{ui.label} {example.name}: with the run's previews and images shown, nodes overlap: {overlaps}"
 

@@ -155,7 +155,8 @@ function labelWidgets(nodeType, nodeData) {
     nodeType.prototype.onNodeCreated = function () {
         const result = onNodeCreated?.apply(this, arguments);
         for (const widget of this.widgets ?? []) {
-            if (names[widget.name] && !widget.label) widget.label = names[widget.name];
+            const unlabelled = !widget.label || widget.label === widget.name;
+            if (names[widget.name] && unlabelled) widget.label = names[widget.name];
         }
         return result;
     };

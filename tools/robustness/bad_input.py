@@ -267,7 +267,6 @@ def bad_input_figures(root: Path) -> list[InputOutcome]:
     return _cli_figures(root / "cases", models) + _output_figures(root / "cases") + _api_figures(root / "cases", models)
 
 
-
 def print_input_figures(outcomes: list[InputOutcome]) -> None:
     width = max(len(o.case) for o in outcomes)
     print(f"{'group':<9}  {'case':<{width}}  ok  error or result (first 90 characters)")

@@ -63,7 +63,6 @@ def bad_setting_figures() -> list[SettingOutcome]:
     return outcomes
 
 
-
 def print_setting_figures(outcomes: list[SettingOutcome]) -> None:
     for outcome in outcomes:
         if not (outcome.named and outcome.before_work):

@@ -410,7 +410,6 @@ def weight_file_figures(root: Path) -> list[Outcome]:
     return [try_weight_case(case, layout, audit) for case in WEIGHT_CASES]
 
 
-
 def print_weight_file_figures(outcomes: list[Outcome]) -> None:
     width = max(len(o.case) for o in outcomes)
     print(f"{'case':<{width}}  ok  error (first 90 characters)")

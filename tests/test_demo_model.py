@@ -25,7 +25,7 @@ from infinity_core.vae.autoencoder import BitwiseVAE
 from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
 from training.self_correction import flip_requant
 from training.shapes import heldout_specs
-from training.transformer_trainer import TransformerTrainConfig, train_transformer
+from training.transformer_trainer import TransformerPhase, TransformerTrainConfig, train_transformer
 from training.text_model import TextModelConfig
 
 pytest.importorskip("transformers")
@@ -98,8 +98,9 @@ def test_transformer_training_reduces_the_loss_on_a_tiny_batch():
         architecture=TransformerConfig(depth=1, width=64, num_heads=2, ffn_hidden=128, bits_per_token=16,
                                        text_channels=32, text_maxlen=32, pool_heads=1, block_chunks=1),
         text=TextModelConfig(d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64),
-        steps=12, batch_size=4, pool_images=4, warmup_steps=1, learning_rate=3e-3, max_flip=0.0,
-        cond_drop_rate=0.0, scale_cycle=(7,), sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
+        phases=(TransformerPhase(steps=12, aspects=(1.0,), scale_cycle=(7,)),), batch_size=4, pool_images=4,
+        warmup_steps=1, learning_rate=3e-3, max_flip=0.0, cond_drop_rate=0.0,
+        sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
     result = train_transformer(tiny, vae, seed=0)
     losses = result.losses.total
     assert len(losses) == tiny.steps

@@ -10,7 +10,7 @@ import torch
 from infinity_core.config import TransformerConfig, VAEConfig
 from training.checkpoints import Checkpoints
 from training.text_model import TextModelConfig
-from training.transformer_trainer import FULL_0_25M, TransformerTrainConfig, step_plan, train_transformer
+from training.transformer_trainer import FULL_0_25M, TransformerPhase, TransformerTrainConfig, step_plan, train_transformer
 from training.vae_trainer import VAEPhase, VAETrainConfig, phase_batch, train_vae
 
 # Tiny models: the trainers' state handling is what is tested, not what they learn.
@@ -64,8 +64,10 @@ def test_a_vae_step_draws_its_scenes_at_the_phase_size_and_step_aspect():
 
 def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path):
     vae = train_vae(dataclasses.replace(TINY_VAE, phases=TINY_VAE.phases[:1]), seed=0).vae.requires_grad_(False)
-    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, steps=4, pool_images=2, pool_images_0_25m=1, batch_size=2,
-                                    batch_size_0_25m=1, scale_cycle=(2, 3, FULL_0_25M), checkpoint_every=2,
+    phases = (TransformerPhase(steps=2, aspects=(1.0,), scale_cycle=(2,)),
+              TransformerPhase(steps=3, aspects=(0.75, 1.0), scale_cycle=(3, FULL_0_25M)))
+    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, phases=phases, pool_images=2,
+                                    pool_images_0_25m=1, batch_size=2, batch_size_0_25m=1, checkpoint_every=2,
                                     sizes=dataclasses.replace(TransformerTrainConfig().sizes, aspects=(1.0, 0.75)))
     uninterrupted = train_transformer(config, vae, seed=1)
     with pytest.raises(Killed):
@@ -73,4 +75,8 @@ def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(t
     resumed = train_transformer(config, vae, seed=1, checkpoints=Checkpoints(tmp_path))
     assert _states_equal(resumed.transformer, uninterrupted.transformer)
     assert _states_equal(resumed.text_model, uninterrupted.text_model)
-    assert step_plan(config, 2) == (1.0, "0.25M", 10, 1)
+    # the second phase starts at step 2 and cycles its own aspects and scales
+    assert [step_plan(config, step) for step in range(5)] == [
+        (1.0, "0.06M", 2, 2), (1.0, "0.06M", 2, 2), (0.75, "0.06M", 3, 2), (1.0, "0.25M", 10, 1), (0.75, "0.06M", 3, 2)]
+    with pytest.raises(ValueError):
+        step_plan(config, 5)

@@ -1,9 +1,11 @@
-"""The README's picture of the demo model: a grid of generated images, each under its prompt.
+"""The README's picture of the demo model: a grid of generated images, each under its prompt and size.
 
     python -m training.demo_grid --out docs/demo_grid.png
 
-Uses the shipped files and the core's sampling defaults (SamplingConfig) at 0.06M.
-The first prompts are held-out combinations (never seen in training).
+Uses the shipped files and the core's sampling defaults (SamplingConfig). Each row is one trained size
+(1:1 at 0.06M and 0.25M, 16:9 and 2:3 at 0.06M) drawing held-out prompts (combinations never seen in
+training); the last row draws held-out two-object prompts at 1:1 0.06M. Every image is fitted into a square
+tile, so the aspect ratios show.
 """
 from __future__ import annotations
 
@@ -18,42 +20,55 @@ from PIL import Image, ImageDraw, ImageFont
 from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE
 from infinity_core.pipeline import InfinityPipeline, to_pil
 
-from .shapes import caption, heldout_specs
+from infinity_core.schedules import parse_aspect
+
+from .shapes import caption, heldout_pairs, heldout_specs
 
 TILE = 256
-CAPTION_HEIGHT = 40
-COLUMNS = 4
+CAPTION_HEIGHT = 52
+ROW_SIZES = ("1:1@0.06M", "1:1@0.25M", "16:9@0.06M", "2:3@0.06M")   # one row each, then a row of pairs
+PAIR_SIZE = "1:1@0.06M"
 
 
-def grid_prompts(count: int) -> list[str]:
-    return [caption(spec) for spec in heldout_specs(count)]
-
-
-def draw_grid(images: list[Image.Image], prompts: list[str], columns: int = COLUMNS) -> Image.Image:
-    rows = (len(images) + columns - 1) // columns
-    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + CAPTION_HEIGHT)), "white")
+def draw_grid(rows: list[list[tuple[Image.Image, str]]]) -> Image.Image:
+    """rows of (image, caption) -> one sheet; each image fitted into a TILE square, its caption above it."""
+    columns = max(len(row) for row in rows)
+    sheet = Image.new("RGB", (columns * TILE, len(rows) * (TILE + CAPTION_HEIGHT)), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    for index, (image, prompt) in enumerate(zip(images, prompts)):
-        x, y = (index % columns) * TILE, (index // columns) * (TILE + CAPTION_HEIGHT)
-        sheet.paste(image.resize((TILE, TILE)), (x, y + CAPTION_HEIGHT))
-        draw.multiline_text((x + 4, y + 3), "\n".join(textwrap.wrap(prompt, 42)[:3]), fill=(30, 30, 30), font=font)
+    for row_index, row in enumerate(rows):
+        for column, (image, text) in enumerate(row):
+            x, y = column * TILE, row_index * (TILE + CAPTION_HEIGHT)
+            scale = TILE / max(image.size)
+            fitted = image.resize((round(image.width * scale), round(image.height * scale)))
+            sheet.paste(fitted, (x + (TILE - fitted.width) // 2, y + CAPTION_HEIGHT + (TILE - fitted.height) // 2))
+            draw.multiline_text((x + 4, y + 3), "\n".join(textwrap.wrap(text, 42)[:4]), fill=(30, 30, 30), font=font)
     return sheet
+
+
+def _draw(pipe: InfinityPipeline, prompts: list[str], size: str, seed: int) -> list[tuple[Image.Image, str]]:
+    aspect, pixels = size.split("@")
+    images = to_pil(pipe(prompts, h_div_w=parse_aspect(aspect), pixels=pixels, seed=seed))
+    return [(image, f"{aspect}, {pixels} ({image.width}x{image.height}): {prompt}")
+            for image, prompt in zip(images, prompts)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/demo_grid.png"))
-    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--columns", type=int, default=4, help="prompts per row")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     pipe = InfinityPipeline.from_files(DEMO_TRANSFORMER, DEMO_VAE, DEMO_TEXT_ENCODER, device="cpu")
-    prompts = grid_prompts(args.count)
-    images = to_pil(pipe(prompts, pixels="0.06M", seed=args.seed))
+    specs = heldout_specs(args.columns * len(ROW_SIZES))
+    rows = [_draw(pipe, [caption(spec) for spec in specs[index::len(ROW_SIZES)]], size, args.seed)
+            for index, size in enumerate(ROW_SIZES)]
+    rows.append(_draw(pipe, [caption(scene) for scene in heldout_pairs(args.columns)], PAIR_SIZE, args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    draw_grid(images, prompts).save(args.out)
+    draw_grid(rows).save(args.out)
     return 0
 
 

@@ -11,11 +11,12 @@ Follows FoundationVision/Infinity `trainer.py:InfinityTrainer.train_step` and `i
   `object_weight` times more (a lone object covers 11-14 % of an image; as in the VAE's foreground weighting);
 * AdamW with gradient clipping (`tclip=2`); weights initialised as `init_weights` + `special_init`.
 
-Trained progressively over sizes and aspect ratios, as Infinity is: step k draws its batch from the
-pool of aspect `sizes.aspects[k % len]` and trains `scale_cycle[k % len(scale_cycle)]`: a number of
-scales of the 0.06M schedule, or the whole 0.25M pyramid (`FULL_0_25M`), whose first seven grids are the
-0.06M ones. To fit a CPU budget, most steps train only the first scales (upstream's
-`always_training_scales` truncation). Where the object is
+Trained progressively over sizes and aspect ratios, as Infinity is, in phases (`TransformerPhase`):
+step k of a phase draws its batch from the pool of aspect `aspects[k % len]` and trains
+`scale_cycle[k % len(scale_cycle)]`: a number of scales of the 0.06M schedule, or the whole 0.25M pyramid
+(`FULL_0_25M`), whose first seven grids are the 0.06M ones. The first phase trains 1:1 alone, where layout,
+colour and shape are learnt on one set of grids; the second adds the other aspects and the 0.25M pyramid.
+To fit a CPU budget, most steps train only the first scales (upstream's `always_training_scales` truncation). Where the object is
 and which colour it has are decided at the 2x2 and 4x4 scales, whose tokens start out identical and must
 tell themselves apart through RoPE alone; the model learns that from the captions only after ~1500-2000
 steps, so the cycle spends 4/11 of the steps on those cheap short prefixes (21 and 57
@@ -60,14 +61,31 @@ DEMO_TRANSFORMER = TransformerConfig(depth=4, width=128, num_heads=4, ffn_hidden
 
 
 FULL_0_25M = 0   # a `scale_cycle` entry: the whole 0.25M pyramid (10 scales) from the 0.25M pool
+SHAPE_CYCLE = (3, 4, 5, 6, 5, 6, 3, 4, 5, 6, 7)   # 0.06M prefixes, weighted to the 8x8 and 12x12 grids
+
+
+@dataclass(frozen=True)
+class TransformerPhase:
+    """`steps` training steps; step k of the phase uses aspect `aspects[k % len]` and `scale_cycle[k % len]`
+    (keep the two lengths coprime, so every aspect meets every entry of the cycle)."""
+
+    steps: int
+    aspects: tuple[float, ...]
+    scale_cycle: tuple[int, ...]
+
+
+DEMO_PHASES = (
+    TransformerPhase(steps=4400, aspects=(1.0,), scale_cycle=SHAPE_CYCLE),
+    TransformerPhase(steps=5000, aspects=DEMO_SIZES.aspects, scale_cycle=SHAPE_CYCLE + (FULL_0_25M,)),
+)
 
 
 @dataclass(frozen=True)
 class TransformerTrainConfig:
     architecture: TransformerConfig = DEMO_TRANSFORMER
     text: TextModelConfig = DEMO_TEXT
-    sizes: TrainedSizes = DEMO_SIZES
-    steps: int = 6000
+    sizes: TrainedSizes = DEMO_SIZES     # every aspect and budget a phase uses must be listed here
+    phases: tuple[TransformerPhase, ...] = DEMO_PHASES
     batch_size: int = 16
     batch_size_0_25m: int = 4            # the 0.25M pyramid has 5x the tokens of the 0.06M one
     learning_rate: float = 1e-3
@@ -78,13 +96,21 @@ class TransformerTrainConfig:
     max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
     object_weight: float = 5.0           # loss weight of object pixels' tokens (objects cover 11-14 %)
     two_object_probability: float = 0.3
-    pool_images: int = 300               # training images per aspect whose 0.06M encoder features are computed once
-    pool_images_0_25m: int = 60          # likewise at 0.25M
+    pool_images: int = 1200              # training images per aspect whose 0.06M encoder features are computed once
+    pool_images_0_25m: int = 150         # likewise at 0.25M
     pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
-    # step k trains scale_cycle[k % len] scales of the 0.06M schedule, or the whole 0.25M pyramid
-    scale_cycle: tuple[int, ...] = (3, 4, 5, 6, 5, 6, 3, 4, 5, 6, 7, FULL_0_25M)
     pixels: str = "0.06M"                # the model's default pixel budget (carried in its file)
     checkpoint_every: int = 500
+
+    def __post_init__(self):
+        for phase in self.phases:
+            unknown = set(phase.aspects) - set(self.sizes.aspects)
+            if unknown or (FULL_0_25M in phase.scale_cycle and "0.25M" not in self.sizes.pixels):
+                raise ValueError(f"phase {phase} trains a size outside {self.sizes}")
+
+    @property
+    def steps(self) -> int:
+        return sum(phase.steps for phase in self.phases)
 
 
 @dataclass
@@ -201,8 +227,14 @@ def text_with_dropout(model: InfinityTransformer, features: list[torch.Tensor], 
 # --- training -----------------------------------------------------------------------------------------
 def step_plan(config: TransformerTrainConfig, step: int) -> tuple[float, str, int, int]:
     """(aspect, pixel budget, number of scales, batch size) of training step `step`."""
-    aspect = config.sizes.aspects[step % len(config.sizes.aspects)]
-    num_scales = config.scale_cycle[step % len(config.scale_cycle)]
+    for phase in config.phases:
+        if step < phase.steps:
+            break
+        step -= phase.steps
+    else:
+        raise ValueError(f"step {step} is past the last phase")
+    aspect = phase.aspects[step % len(phase.aspects)]
+    num_scales = phase.scale_cycle[step % len(phase.scale_cycle)]
     if num_scales == FULL_0_25M:
         return aspect, "0.25M", get_schedule(aspect, "0.25M").num_scales, config.batch_size_0_25m
     return aspect, "0.06M", num_scales, config.batch_size

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
-TESTS = "readable or queued_in_the_frontend or prompt_warning"
+TESTS = "readable or queued_in_the_frontend or prompt_warning or during_a_1m_run"   # every test that saves one
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from infinity_core.loading import load_transformer, load_vae
 from infinity_core.pipeline import InfinityPipeline
 from infinity_core.schedules import get_schedule
 from infinity_core.text_encoder import load_text_encoder
-from infinity_core.trained_sizes import TrainedSizes
+from infinity_core.trained_sizes import TrainedSizes, trained_sizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
 from training.self_correction import flip_requant
@@ -55,6 +55,12 @@ def test_shipped_files_are_where_the_cli_looks_and_small():
     assert all(path.is_file() for path in files)
     assert {path.name for path in DEMO_TEXT_ENCODER.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json"}
     assert sum(path.stat().st_size for path in files) < SIZE_LIMIT_MB * 1024 * 1024
+
+
+def test_shipped_transformer_lists_the_one_size_it_was_trained_at():
+    """Its training record (infinity_demo_shapes.json, commit 2e0a63f's code) drew 256 x 256 scenes only, so a
+    run at another budget or aspect ratio warns."""
+    assert trained_sizes(DEMO_TRANSFORMER) == TrainedSizes(pixels=("0.06M",), aspects=(1.0,))
 
 
 @pytest.mark.parametrize("attribute", sorted(THRESHOLDS))

@@ -2,10 +2,13 @@
 
     python -m training.demo_grid --out docs/demo_grid.png
 
-Uses the shipped files and the core's sampling defaults (SamplingConfig). Each row is one trained size
-(1:1 at 0.06M and 0.25M, 16:9 and 2:3 at 0.06M) drawing held-out prompts (combinations never seen in
-training); the last row draws held-out two-object prompts at 1:1 0.06M. Every image is fitted into a square
-tile, so the aspect ratios show.
+    python -m training.demo_grid --sizes 1:1@0.06M 1:1@0.25M 16:9@0.06M 2:3@0.06M --pairs 4
+
+Uses the shipped files and the core's sampling defaults (SamplingConfig). Each row is one size from
+`--sizes` (a size twice gives two rows) drawing held-out prompts (combinations never seen in training); with
+`--pairs`, a last row draws held-out two-object prompts at the first size. Every image is fitted into a
+square tile, so the aspect ratios show. The default is the README's picture of the shipped model, which
+was trained at 1:1 0.06M only.
 """
 from __future__ import annotations
 
@@ -26,8 +29,6 @@ from .shapes import caption, heldout_pairs, heldout_specs
 
 TILE = 256
 CAPTION_HEIGHT = 52
-ROW_SIZES = ("1:1@0.06M", "1:1@0.25M", "16:9@0.06M", "2:3@0.06M")   # one row each, then a row of pairs
-PAIR_SIZE = "1:1@0.06M"
 
 
 def draw_grid(rows: list[list[tuple[Image.Image, str]]]) -> Image.Image:
@@ -56,6 +57,9 @@ def _draw(pipe: InfinityPipeline, prompts: list[str], size: str, seed: int) -> l
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/demo_grid.png"))
+    parser.add_argument("--sizes", nargs="+", default=["1:1@0.06M", "1:1@0.06M"],
+                        help="ASPECT@PIXELS of each row, aspect as width:height (default: %(default)s)")
+    parser.add_argument("--pairs", type=int, default=0, help="two-object prompts in a last row (default none)")
     parser.add_argument("--columns", type=int, default=4, help="prompts per row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -63,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     pipe = InfinityPipeline.from_files(DEMO_TRANSFORMER, DEMO_VAE, DEMO_TEXT_ENCODER, device="cpu")
-    specs = heldout_specs(args.columns * len(ROW_SIZES))
-    rows = [_draw(pipe, [caption(spec) for spec in specs[index::len(ROW_SIZES)]], size, args.seed)
-            for index, size in enumerate(ROW_SIZES)]
-    rows.append(_draw(pipe, [caption(scene) for scene in heldout_pairs(args.columns)], PAIR_SIZE, args.seed))
+    specs = heldout_specs(args.columns * len(args.sizes))
+    rows = [_draw(pipe, [caption(spec) for spec in specs[index::len(args.sizes)]], size, args.seed)
+            for index, size in enumerate(args.sizes)]
+    if args.pairs:
+        rows.append(_draw(pipe, [caption(scene) for scene in heldout_pairs(args.pairs)], args.sizes[0], args.seed))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     draw_grid(rows).save(args.out)
     return 0

@@ -20,9 +20,9 @@ To fit a CPU budget, most steps train only the first scales (upstream's `always_
 truncation). Where the object is and which colour it has are decided at the 2x2 and 4x4 scales, whose
 tokens start out identical and must tell themselves apart through RoPE alone; the model learns that from
 the captions only after ~1500-2000 steps, so the cycle spends 4/11 of the steps on those cheap short
-prefixes (21 and 57 tokens), 3/11 on the first five scales (up to 8x8, where a lone object's shape is mostly decided: 121
-tokens), 3/11 on the first six (up to 12x12: 265 tokens) and 1/11 on the whole pyramid (see
-training/README.md for why).
+prefixes (21 and 57 tokens), 3/11 on the first five scales (up to 8x8, where a lone object's shape is
+mostly decided: 121 tokens), 3/11 on the first six (up to 12x12: 265 tokens) and 1/11 on the whole
+pyramid (see training/README.md for why).
 The encoder features of a fixed pool of training images per size are computed once, with the frozen VAE.
 
 Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width, Ct5 text channels.

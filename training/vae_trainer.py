@@ -81,6 +81,11 @@ class VAETrainConfig:
     # At most 30 %: flipping up to 50 % left a blurred, colour-mixed fringe around objects.
     max_code_flip: float = 0.3         # share p ~ U[0, max_code_flip] of a flipped scale's bits
     flip_from_scale: int = 6
+    # Reconstruction from the codes up to grid `prefix_scale` alone (the 5th grid: 8x8 at 1:1) is added with
+    # this weight wherever finer grids follow it. The transformer learns a shape only where a shape is decided
+    # by few tokens; this term makes the encoder put the shape there and the decoder draw it from there.
+    prefix_weight: float = 1.0
+    prefix_scale: int = 4
     two_object_probability: float = 0.3
     data_offset: int = 0               # first ShapesDataset index used (keeps VAE and transformer images apart)
     checkpoint_every: int = 500
@@ -135,14 +140,9 @@ def multiscale_codes(features: torch.Tensor, grids: tuple[tuple[int, int], ...],
     return per_scale
 
 
-def multiscale_quantize(features: torch.Tensor, grids: tuple[tuple[int, int], ...],
-                        max_flips: tuple[float, ...] | None = None,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """The decoder's input: the sum of `multiscale_codes`, [B, d, H, W]."""
-    summed = torch.zeros_like(features.unsqueeze(2))                   # [B, d, 1, H, W]
-    for codes in multiscale_codes(features, grids, max_flips, generator):
-        summed = summed + codes
-    return summed.squeeze(2)
+def sum_codes(per_scale: list[torch.Tensor]) -> torch.Tensor:
+    """The decoder's input: the sum of some scales' upsampled codes ([B, d, 1, H, W] each), [B, d, H, W]."""
+    return torch.stack(per_scale).sum(0).squeeze(2)
 
 
 def foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
@@ -153,19 +153,29 @@ def foreground_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
     return 1 + (weight - 1) * foreground.float()
 
 
+def weighted_errors(decoded: torch.Tensor, images: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, MSE) of decoded vs images [B, 3, S, S], each pixel weighted by weights [B, 1, S, S]."""
+    error = decoded - images
+    return (error.abs() * weights).mean() / weights.mean(), (error.square() * weights).mean() / weights.mean()
+
+
 def autoencoder_loss(vae: BitwiseVAE, images: torch.Tensor, grids, config: VAETrainConfig,
                      generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """Foreground-weighted reconstruction through the quantizer, plus commitment; images [B, 3, S, S] in [-1, 1]."""
+    """Foreground-weighted reconstruction through the quantizer, from all the codes and (where finer grids
+    follow it) from the prefix up to `config.prefix_scale`, plus commitment; images [B, 3, S, S] in [-1, 1]."""
     features = vae.encoder(images)                                     # [B, d, H, W]
     max_flips = tuple(config.max_code_flip if index >= config.flip_from_scale else 0.0 for index in range(len(grids)))
-    summed = multiscale_quantize(features, grids, max_flips, generator)   # [B, d, H, W]
-    error = vae.decoder(summed) - images                               # [B, 3, S, S]
+    per_scale = multiscale_codes(features, grids, max_flips, generator)   # [B, d, 1, H, W] per grid
+    summed = sum_codes(per_scale)                                      # [B, d, H, W]
     weights = foreground_weights(images, config.foreground_weight)     # [B, 1, S, S]
-    l1 = (error.abs() * weights).mean() / weights.mean()
-    mse = (error.square() * weights).mean() / weights.mean()
+    l1, mse = weighted_errors(vae.decoder(summed), images, weights)
     commitment = (features - summed.detach()).square().mean()
-    total = l1 + mse + config.commitment_weight * commitment
-    return total, {"l1": l1.item(), "mse": mse.item(), "commitment": commitment.item()}
+    prefix = torch.zeros(())
+    if len(grids) > config.prefix_scale + 1:
+        prefix = sum(weighted_errors(vae.decoder(sum_codes(per_scale[:config.prefix_scale + 1])), images, weights))
+    total = l1 + mse + config.prefix_weight * prefix + config.commitment_weight * commitment
+    return total, {"l1": l1.item(), "mse": mse.item(), "prefix": prefix.item(), "commitment": commitment.item()}
 
 
 def phase_batch(config: VAETrainConfig, seed: int, step: int) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
@@ -219,9 +229,9 @@ def train_vae(config: VAETrainConfig, seed: int, checkpoints: Checkpoints | None
         optimizer.step()
         result.losses.append(step, loss.item(), **parts)
         if step % 100 == 0 or step == total_steps - 1:
-            log.info("vae step %d/%d %s loss %.4f (l1 %.4f mse %.4f commit %.4f) lr %.2e %.0f s", step, total_steps,
-                     tuple(images.shape[-2:]), loss.item(), parts["l1"], parts["mse"], parts["commitment"], lr,
-                     time.perf_counter() - started)
+            log.info("vae step %d/%d %s loss %.4f (l1 %.4f mse %.4f prefix %.4f commit %.4f) lr %.2e %.0f s", step,
+                     total_steps, tuple(images.shape[-2:]), loss.item(), parts["l1"], parts["mse"], parts["prefix"],
+                     parts["commitment"], lr, time.perf_counter() - started)
         if checkpoints and (step + 1) % config.checkpoint_every == 0:
             checkpoints.save("vae", step + 1, vae, optimizer, generator, result.losses)
     vae.eval()

@@ -52,6 +52,16 @@ def test_vae_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path)
     assert resumed.losses.steps == list(range(TINY_VAE.total_steps))
 
 
+def test_the_last_step_is_checkpointed_off_the_interval(tmp_path):
+    """A run stopped after the VAE stage resumes with the finished VAE, not the one of the last interval."""
+    config = dataclasses.replace(TINY_VAE, checkpoint_every=4)          # 6 steps: saved after 4 and 6
+    with pytest.raises(Killed):
+        train_vae(config, seed=3, checkpoints=KilledAfter(tmp_path, stop_step=config.total_steps))
+    resumed = train_vae(config, seed=3, checkpoints=Checkpoints(tmp_path))
+    assert _states_equal(resumed.vae, train_vae(config, seed=3).vae)
+    assert len(resumed.losses.steps) == config.total_steps
+
+
 def test_a_vae_step_draws_its_scenes_at_the_phase_size_and_step_aspect():
     for step, (height, width) in enumerate([(64, 64), (48, 64), (64, 48)]):   # 1:1, then 4:3 and 3:4 at grid 3
         images, grids = phase_batch(TINY_VAE, seed=0, step=step)

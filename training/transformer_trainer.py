@@ -295,7 +295,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
             log.info("transformer step %d/%d (%s %s, %d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s",
                      step, config.steps, pixels, f"h/w {aspect:g}", num_scales, loss.item(), parts["bit_accuracy"],
                      parts["layout_accuracy"], lr, time.perf_counter() - train_started)
-        if checkpoints and (step + 1) % config.checkpoint_every == 0:
+        if checkpoints and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
             checkpoints.save("transformer", step + 1, modules, optimizer, generator, result.losses)
     transformer.eval()
     text_model.eval()

@@ -232,7 +232,7 @@ def train_vae(config: VAETrainConfig, seed: int, checkpoints: Checkpoints | None
             log.info("vae step %d/%d %s loss %.4f (l1 %.4f mse %.4f prefix %.4f commit %.4f) lr %.2e %.0f s", step,
                      total_steps, tuple(images.shape[-2:]), loss.item(), parts["l1"], parts["mse"], parts["prefix"],
                      parts["commitment"], lr, time.perf_counter() - started)
-        if checkpoints and (step + 1) % config.checkpoint_every == 0:
+        if checkpoints and ((step + 1) % config.checkpoint_every == 0 or step + 1 == total_steps):
             checkpoints.save("vae", step + 1, vae, optimizer, generator, result.losses)
     vae.eval()
     result.seconds = time.perf_counter() - started

@@ -23,8 +23,7 @@ import torch  # noqa: E402
 from infinity_core.model_files import add_model_arguments  # noqa: E402
 from infinity_core.loading import load_vae  # noqa: E402
 from infinity_core.pipeline import InfinityPipeline  # noqa: E402
-from infinity_core.schedules import parse_aspect  # noqa: E402
-from training.adherence import (ATTRIBUTES, column_name, demo_sampling, evaluate, evaluate_pairs,  # noqa: E402
+from training.adherence import (ATTRIBUTES, ImageSize, column_name, demo_sampling, evaluate, evaluate_pairs,  # noqa: E402
                                 format_table, reconstruction_accuracy)
 from training.shapes import heldout_pairs, heldout_specs  # noqa: E402
 
@@ -35,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=200, help="number of held-out prompts")
     parser.add_argument("--pairs", type=int, default=50, help="number of held-out two-object prompts (0: none)")
-    parser.add_argument("--sizes", nargs="+", default=["1:1@0.06M", "1:1@0.25M", "16:9@0.06M", "2:3@0.06M"],
+    parser.add_argument("--sizes", nargs="+", type=ImageSize.parse,
+                        default=[ImageSize.parse(size) for size in ("1:1@0.06M", "1:1@0.25M", "16:9@0.06M", "2:3@0.06M")],
                         help="ASPECT@PIXELS per column, aspect as width:height (default: %(default)s)")
     parser.add_argument("--cfg", type=float, nargs="+", default=[3.0], help="guidance values to compare")
     parser.add_argument("--tau", type=float, help="default: the core's")
@@ -50,13 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     pipe = InfinityPipeline.from_files(args.transformer, args.vae, args.text_encoder, device="cpu")
     specs = heldout_specs(args.prompts)
     pairs = heldout_pairs(args.pairs) if args.pairs else []
-    sizes = [(parse_aspect(aspect), pixels) for aspect, pixels in (size.split("@") for size in args.sizes)]
     reports, pair_scores = [], []
-    for h_div_w, pixels in sizes:
+    for size in args.sizes:
         for cfg in args.cfg:
             started = time.perf_counter()
             overrides = {"tau": args.tau, "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
-            settings = demo_sampling(cfg, h_div_w=h_div_w, pixels=pixels,
+            settings = demo_sampling(cfg, h_div_w=size.h_div_w, pixels=size.pixels,
                                      **{name: value for name, value in overrides.items() if value is not None})
             reports.append(evaluate(pipe, specs, settings))
             pair_scores.append(evaluate_pairs(pipe, pairs, settings) if pairs else 0.0)
@@ -64,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                      time.perf_counter() - started)
     print(format_table(reports, len(specs), pair_scores if pairs else None, len(pairs)))
     vae = load_vae(args.vae, "cpu")
-    for h_div_w, pixels in sizes:
-        ceiling = reconstruction_accuracy(vae, specs, seed=args.seed, pixels=pixels, h_div_w=h_div_w)
-        print(f"VAE reconstructions at h/w {h_div_w:g} {pixels} (the VAE's ceiling): "
+    for size in args.sizes:
+        ceiling = reconstruction_accuracy(vae, specs, seed=args.seed, pixels=size.pixels, h_div_w=size.h_div_w)
+        print(f"VAE reconstructions at {size} (the VAE's ceiling): "
               + ", ".join(f"{name} {ceiling[name]:.1%}" for name in ATTRIBUTES))
     return 0
 

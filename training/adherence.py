@@ -7,6 +7,7 @@ whether both objects show in their cells. Used by `tools/score_adherence.py` and
 """
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -15,7 +16,7 @@ import torch
 
 from infinity_core.pipeline import InfinityPipeline, to_uint8
 from infinity_core.sampling_config import SamplingConfig
-from infinity_core.schedules import get_schedule
+from infinity_core.schedules import PIXEL_BUDGETS, get_schedule, parse_aspect
 from infinity_core.vae.autoencoder import BitwiseVAE
 
 from .detector import AdherenceScore, score, score_pair
@@ -31,6 +32,35 @@ def attribute_accuracy(scores: Sequence[AdherenceScore], attribute: str) -> floa
 
 
 DEMO_PIXELS = "0.06M"   # the demo model's default size (256 x 256 at 1:1)
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """One evaluated size, written ASPECT@PIXELS on command lines: "16:9@0.06M" (aspect as width:height)."""
+
+    aspect: str
+    pixels: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ImageSize":
+        """The command-line form; ArgumentTypeError (a ValueError's meaning, with argparse showing it) if invalid."""
+        aspect, separator, pixels = text.partition("@")
+        if not separator or pixels not in PIXEL_BUDGETS:
+            raise ArgumentTypeError(f"{text!r} is not ASPECT@PIXELS with PIXELS one of {list(PIXEL_BUDGETS)}, "
+                                    "e.g. 16:9@0.06M")
+        try:
+            parse_aspect(aspect)
+        except ValueError as error:
+            raise ArgumentTypeError(f"{text!r}: {error}") from None
+        return cls(aspect, pixels)
+
+    @property
+    def h_div_w(self) -> float:
+        return parse_aspect(self.aspect)
+
+    def __repr__(self) -> str:
+        """The command-line form (also what argparse's help shows as a default)."""
+        return f"{self.aspect}@{self.pixels}"
 
 
 def demo_sampling(cfg: float, **settings) -> SamplingConfig:

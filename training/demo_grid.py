@@ -23,8 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE
 from infinity_core.pipeline import InfinityPipeline, to_pil
 
-from infinity_core.schedules import parse_aspect
 
+from .adherence import ImageSize
 from .shapes import caption, heldout_pairs, heldout_specs
 
 TILE = 256
@@ -47,17 +47,16 @@ def draw_grid(rows: list[list[tuple[Image.Image, str]]]) -> Image.Image:
     return sheet
 
 
-def _draw(pipe: InfinityPipeline, prompts: list[str], size: str, seed: int) -> list[tuple[Image.Image, str]]:
-    aspect, pixels = size.split("@")
-    images = to_pil(pipe(prompts, h_div_w=parse_aspect(aspect), pixels=pixels, seed=seed))
-    return [(image, f"{aspect}, {pixels} ({image.width}x{image.height}): {prompt}")
+def _draw(pipe: InfinityPipeline, prompts: list[str], size: ImageSize, seed: int) -> list[tuple[Image.Image, str]]:
+    images = to_pil(pipe(prompts, h_div_w=size.h_div_w, pixels=size.pixels, seed=seed))
+    return [(image, f"{size.aspect}, {size.pixels} ({image.width}x{image.height}): {prompt}")
             for image, prompt in zip(images, prompts)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/demo_grid.png"))
-    parser.add_argument("--sizes", nargs="+", default=["1:1@0.06M", "1:1@0.06M"],
+    parser.add_argument("--sizes", nargs="+", type=ImageSize.parse, default=[ImageSize("1:1", "0.06M")] * 2,
                         help="ASPECT@PIXELS of each row, aspect as width:height (default: %(default)s)")
     parser.add_argument("--pairs", type=int, default=0, help="two-object prompts in a last row (default none)")
     parser.add_argument("--columns", type=int, default=4, help="prompts per row")

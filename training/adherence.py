@@ -43,7 +43,7 @@ class ImageSize:
 
     @classmethod
     def parse(cls, text: str) -> "ImageSize":
-        """The command-line form; ArgumentTypeError (a ValueError's meaning, with argparse showing it) if invalid."""
+        """Read the command-line form. Raises ArgumentTypeError, whose message argparse shows, if it is invalid."""
         aspect, separator, pixels = text.partition("@")
         if not separator or pixels not in PIXEL_BUDGETS:
             raise ArgumentTypeError(f"{text!r} is not ASPECT@PIXELS with PIXELS one of {list(PIXEL_BUDGETS)}, "

@@ -23,7 +23,6 @@ from PIL import Image, ImageDraw, ImageFont
 from infinity_core.cli import DEMO_TEXT_ENCODER, DEMO_TRANSFORMER, DEMO_VAE
 from infinity_core.pipeline import InfinityPipeline, to_pil
 
-
 from .adherence import ImageSize
 from .shapes import caption, heldout_pairs, heldout_specs
 

@@ -88,13 +88,18 @@ class AdherenceReport:
 
 
 def generate_images(pipe: InfinityPipeline, scenes: Sequence[SceneSpec | Scene], settings: SamplingConfig, *,
-                    batch_size: int = 20) -> list[np.ndarray]:
-    """One uint8 [H, W, 3] image per scene, prompts batched; scene j's image is drawn from settings.seed + j."""
+                    batch_size: int = 20, init_bits: Sequence[torch.Tensor] | None = None,
+                    init_scales: int = 0) -> list[np.ndarray]:
+    """One uint8 [H, W, 3] image per scene, prompts batched; scene j's image is drawn from settings.seed + j.
+    With `init_bits` (per scale [len(scenes), h, w, d]), scene j keeps the first `init_scales` scales of its
+    row, as img2img does."""
     images = []
     for first in range(0, len(scenes), batch_size):
-        prompts = [caption(scene) for scene in scenes[first:first + batch_size]]
+        rows = slice(first, first + batch_size)
+        prompts = [caption(scene) for scene in scenes[rows]]
+        known = {"init_bits": [bits[rows] for bits in init_bits], "init_scales": init_scales} if init_bits else {}
         with torch.inference_mode():
-            batch = pipe(prompts, config=replace(settings, seed=settings.image_seed(first)))
+            batch = pipe(prompts, config=replace(settings, seed=settings.image_seed(first)), **known)
         images.extend(array.numpy() for array in to_uint8(batch))
     return images
 

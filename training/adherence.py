@@ -31,6 +31,11 @@ def attribute_accuracy(scores: Sequence[AdherenceScore], attribute: str) -> floa
     return float(np.mean([getattr(s, f"{attribute}_correct") for s in scores]))
 
 
+def accuracy_by_attribute(scores: Sequence[AdherenceScore]) -> dict[str, float]:
+    """`attribute_accuracy` of each of ATTRIBUTES."""
+    return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
+
+
 DEMO_PIXELS = "0.06M"   # the demo model's default size (256 x 256 at 1:1)
 
 
@@ -130,7 +135,7 @@ def reconstruction_accuracy(vae: BitwiseVAE, specs: Sequence[SceneSpec], *, seed
             images = images_to_tensor([render(spec, rng, canvas) for spec in batch])   # [b, 3, H, W] in [-1, 1]
             decoded = vae.decode(vae.encode(images, grids).summed_codes)               # [b, 3, H, W]
             scores.extend(score(array.numpy(), spec) for array, spec in zip(to_uint8(decoded), batch))
-    return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
+    return accuracy_by_attribute(scores)
 
 
 def column_name(settings: SamplingConfig) -> str:

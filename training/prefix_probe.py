@@ -23,7 +23,7 @@ from infinity_core.schedules import get_schedule
 from infinity_core.vae.autoencoder import BitwiseVAE
 from infinity_core.vae.bsq import accumulate_codes, bits_to_codes
 
-from .adherence import ATTRIBUTES, attribute_accuracy, generate_images
+from .adherence import accuracy_by_attribute, generate_images
 from .detector import score
 from .shapes import Canvas, SceneSpec, render
 from .vae_trainer import images_to_tensor
@@ -63,7 +63,7 @@ def decoded_prefix_accuracy(vae: BitwiseVAE, bits: Sequence[torch.Tensor], specs
                             scales: int) -> dict[str, float]:
     """Accuracy of `decode_prefix`'s images of `specs`."""
     scores = [score(image.numpy(), spec) for image, spec in zip(decode_prefix(vae, bits, scales), specs)]
-    return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
+    return accuracy_by_attribute(scores)
 
 
 def completed_accuracy(pipe: InfinityPipeline, bits: Sequence[torch.Tensor], specs: Sequence[SceneSpec],
@@ -72,7 +72,7 @@ def completed_accuracy(pipe: InfinityPipeline, bits: Sequence[torch.Tensor], spe
     text-to-image run, the same images as `adherence.evaluate`)."""
     images = generate_images(pipe, specs, settings, init_bits=bits if scales else None, init_scales=scales)
     scores = [score(image, spec) for image, spec in zip(images, specs)]
-    return {attribute: attribute_accuracy(scores, attribute) for attribute in ATTRIBUTES}
+    return accuracy_by_attribute(scores)
 
 
 def prefix_table(pipe: InfinityPipeline, specs: Sequence[SceneSpec], settings: SamplingConfig,

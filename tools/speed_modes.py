@@ -29,7 +29,7 @@ from PIL import Image  # noqa: E402
 from infinity_core import PIXEL_BUDGETS, SPEED_MODES, SamplingConfig  # noqa: E402
 from infinity_core.model_files import add_model_arguments  # noqa: E402
 from infinity_core.pipeline import InfinityPipeline, to_uint8  # noqa: E402
-from training.adherence import ATTRIBUTES, attribute_accuracy  # noqa: E402
+from training.adherence import ATTRIBUTES, accuracy_by_attribute  # noqa: E402
 from training.detector import score  # noqa: E402
 from training.shapes import caption, heldout_specs  # noqa: E402
 
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             images[mode].extend(batch)
             seconds[mode] += took
         log.info("%d / %d prompts", min(first + args.batch, len(specs)), len(specs))
-    accuracy = {mode: {a: attribute_accuracy([score(im, spec) for im, spec in zip(images[mode], specs)], a)
-                       for a in ATTRIBUTES} for mode in modes}
+    accuracy = {mode: accuracy_by_attribute([score(im, spec) for im, spec in zip(images[mode], specs)])
+                for mode in modes}
     n = len(specs)
     header = ("| mode | " + " | ".join(f"{a} (vs exact, prompts)" for a in ATTRIBUTES)
               + " | PSNR dB vs exact (median / worst) | SSIM vs exact (median / worst) | time vs exact |")

@@ -36,10 +36,13 @@ def specs():
     return heldout_specs(SCENES)
 
 
-def test_every_scale_decoded_is_the_vaes_reconstruction(pipe, specs):
+@pytest.fixture(scope="module")
+def bits(pipe, specs):
+    return true_bits(pipe.vae, specs, demo_sampling(3.0))
+
+
+def test_every_scale_decoded_is_the_vaes_reconstruction(pipe, specs, bits):
     """The sum of all scales' codes, rebuilt from the bits, decodes to the encoder's own summed codes' image."""
-    settings = demo_sampling(3.0)
-    bits = true_bits(pipe.vae, specs, settings)
     rng = np.random.default_rng(0)   # true_bits' rendering
     images = images_to_tensor([render(spec, rng, Canvas(*get_schedule(1.0, "0.06M").image_size)) for spec in specs])
     with torch.inference_mode():
@@ -51,9 +54,8 @@ def test_every_scale_decoded_is_the_vaes_reconstruction(pipe, specs):
     assert decoded_prefix_accuracy(pipe.vae, bits, specs, len(bits)) == reconstruction_accuracy(pipe.vae, specs)
 
 
-def test_every_scale_known_leaves_the_transformer_nothing_to_draw(pipe, specs):
+def test_every_scale_known_leaves_the_transformer_nothing_to_draw(pipe, specs, bits):
     settings = demo_sampling(3.0)
-    bits = true_bits(pipe.vae, specs, settings)
     drawn = generate_images(pipe, specs, settings, init_bits=bits, init_scales=len(bits))
     assert np.array_equal(np.stack(drawn), decode_prefix(pipe.vae, bits, len(bits)).numpy())
     assert completed_accuracy(pipe, bits, specs, settings, len(bits)) == \

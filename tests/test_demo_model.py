@@ -104,8 +104,8 @@ def test_transformer_training_reduces_the_loss_on_a_tiny_batch():
         architecture=TransformerConfig(depth=1, width=64, num_heads=2, ffn_hidden=128, bits_per_token=16,
                                        text_channels=32, text_maxlen=32, pool_heads=1, block_chunks=1),
         text=TextModelConfig(d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64),
-        phases=(TransformerPhase(steps=12, aspects=(1.0,), scale_cycle=(7,)),), batch_size=4, pool_images=4,
-        warmup_steps=1, learning_rate=3e-3, max_flip=0.0, cond_drop_rate=0.0,
+        phases=(TransformerPhase(steps=12, aspects=(1.0,), scale_cycle=(7,), learning_rate=3e-3),), batch_size=4,
+        pool_images=4, warmup_steps=1, max_flip=0.0, cond_drop_rate=0.0,
         sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
     result = train_transformer(tiny, vae, seed=0)
     losses = result.losses.total

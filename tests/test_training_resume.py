@@ -86,7 +86,19 @@ def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(t
     assert _states_equal(resumed.transformer, uninterrupted.transformer)
     assert _states_equal(resumed.text_model, uninterrupted.text_model)
     # the second phase starts at step 2 and cycles its own aspects and scales
-    assert [step_plan(config, step) for step in range(5)] == [
+    plans = [step_plan(config, step) for step in range(5)]
+    assert [(p.aspect, p.pixels, p.num_scales, p.batch_size) for p in plans] == [
         (1.0, "0.06M", 2, 2), (1.0, "0.06M", 2, 2), (0.75, "0.06M", 3, 2), (1.0, "0.25M", 10, 1), (0.75, "0.06M", 3, 2)]
     with pytest.raises(ValueError):
         step_plan(config, 5)
+
+
+def test_every_transformer_phase_warms_up_to_its_own_peak_and_ends_annealed():
+    config = TransformerTrainConfig()   # the demo recipe
+    first = 0
+    for phase in config.phases:
+        plans = [step_plan(config, first + k) for k in (0, config.warmup_steps - 1, phase.steps - 1)]
+        assert plans[0].learning_rate == pytest.approx(phase.learning_rate / config.warmup_steps)
+        assert plans[1].learning_rate == pytest.approx(phase.learning_rate)
+        assert plans[2].learning_rate == pytest.approx(0.05 * phase.learning_rate)
+        first += phase.steps

@@ -67,16 +67,22 @@ SHAPE_CYCLE = (3, 4, 5, 6, 5, 6, 3, 4, 5, 6, 7)   # 0.06M prefixes, weighted to 
 @dataclass(frozen=True)
 class TransformerPhase:
     """`steps` training steps; step k of the phase uses aspect `aspects[k % len]` and `scale_cycle[k % len]`
-    (keep the two lengths coprime, so every aspect meets every entry of the cycle)."""
+    (keep the two lengths coprime, so every aspect meets every entry of the cycle). Each phase has its own
+    learning-rate schedule: a warm-up to `learning_rate`, then a cosine down to 5 % of it at its last step, so
+    every phase ends annealed (a phase that stops half-way down its cosine draws shapes worse)."""
 
     steps: int
     aspects: tuple[float, ...]
     scale_cycle: tuple[int, ...]
+    learning_rate: float = 1e-3
 
 
+# The 1:1 phase is the shipped model's recipe, annealed to its end; the mixed phase restarts lower, so that it
+# carries what the first learnt over to the other grids rather than relearning it.
 DEMO_PHASES = (
-    TransformerPhase(steps=4400, aspects=(1.0,), scale_cycle=SHAPE_CYCLE),
-    TransformerPhase(steps=5000, aspects=DEMO_SIZES.aspects, scale_cycle=SHAPE_CYCLE + (FULL_0_25M,)),
+    TransformerPhase(steps=4400, aspects=(1.0,), scale_cycle=SHAPE_CYCLE, learning_rate=1e-3),
+    TransformerPhase(steps=5000, aspects=DEMO_SIZES.aspects, scale_cycle=SHAPE_CYCLE + (FULL_0_25M,),
+                     learning_rate=4e-4),
 )
 
 
@@ -88,9 +94,8 @@ class TransformerTrainConfig:
     phases: tuple[TransformerPhase, ...] = DEMO_PHASES
     batch_size: int = 16
     batch_size_0_25m: int = 4            # the 0.25M pyramid has 5x the tokens of the 0.06M one
-    learning_rate: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 30
+    warmup_steps: int = 30               # of every phase
     grad_clip: float = 2.0
     cond_drop_rate: float = 0.1          # text dropout for classifier-free guidance
     max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
@@ -225,8 +230,18 @@ def text_with_dropout(model: InfinityTransformer, features: list[torch.Tensor], 
 
 
 # --- training -----------------------------------------------------------------------------------------
-def step_plan(config: TransformerTrainConfig, step: int) -> tuple[float, str, int, int]:
-    """(aspect, pixel budget, number of scales, batch size) of training step `step`."""
+@dataclass(frozen=True)
+class StepPlan:
+    """What training step `step` of a run trains, and at which learning rate."""
+
+    aspect: float
+    pixels: str
+    num_scales: int
+    batch_size: int
+    learning_rate: float
+
+
+def step_plan(config: TransformerTrainConfig, step: int) -> StepPlan:
     for phase in config.phases:
         if step < phase.steps:
             break
@@ -235,9 +250,11 @@ def step_plan(config: TransformerTrainConfig, step: int) -> tuple[float, str, in
         raise ValueError(f"step {step} is past the last phase")
     aspect = phase.aspects[step % len(phase.aspects)]
     num_scales = phase.scale_cycle[step % len(phase.scale_cycle)]
+    learning_rate = warmup_cosine(step, phase.steps, config.warmup_steps, phase.learning_rate)
     if num_scales == FULL_0_25M:
-        return aspect, "0.25M", get_schedule(aspect, "0.25M").num_scales, config.batch_size_0_25m
-    return aspect, "0.06M", num_scales, config.batch_size
+        return StepPlan(aspect, "0.25M", get_schedule(aspect, "0.25M").num_scales, config.batch_size_0_25m,
+                        learning_rate)
+    return StepPlan(aspect, "0.06M", num_scales, config.batch_size, learning_rate)
 
 
 def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int,
@@ -258,7 +275,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     tokenize = CaptionTokenizer()
     caption_ids = {size: tokenize(pool.captions) for size, pool in pools.items()}
     parameters = list(transformer.parameters()) + list(text_model.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(0.9, 0.97),
+    optimizer = torch.optim.AdamW(parameters, lr=config.phases[0].learning_rate, betas=(0.9, 0.97),
                                   weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     result = TransformerTrainResult(transformer, text_model, encode_seconds=encode_seconds)
@@ -266,13 +283,13 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     first_step = checkpoints.resume("transformer", modules, optimizer, generator, result.losses) if checkpoints else 0
     train_started = time.perf_counter()
     for step in range(first_step, config.steps):
-        lr = warmup_cosine(step, config.steps, config.warmup_steps, config.learning_rate)
+        plan = step_plan(config, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        aspect, pixels, num_scales, batch_size = step_plan(config, step)
+            group["lr"] = plan.learning_rate
+        aspect, pixels, num_scales = plan.aspect, plan.pixels, plan.num_scales
         pool, full = pools[aspect, pixels], get_schedule(aspect, pixels)
         schedule = truncated(full, num_scales)
-        batch = torch.randint(0, len(pool.captions), (batch_size,), generator=generator).tolist()
+        batch = torch.randint(0, len(pool.captions), (plan.batch_size,), generator=generator).tolist()
         forcing = flip_requant(pool.raw_features[batch], full.grids, max_flip=config.max_flip,
                                noise_scales=full.num_scales, generator=generator)
         num_tokens = schedule.num_tokens
@@ -294,7 +311,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
         if step % 20 == 0 or step == config.steps - 1:
             log.info("transformer step %d/%d (%s %s, %d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s",
                      step, config.steps, pixels, f"h/w {aspect:g}", num_scales, loss.item(), parts["bit_accuracy"],
-                     parts["layout_accuracy"], lr, time.perf_counter() - train_started)
+                     parts["layout_accuracy"], plan.learning_rate, time.perf_counter() - train_started)
         if checkpoints and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
             checkpoints.save("transformer", step + 1, modules, optimizer, generator, result.losses)
     transformer.eval()

@@ -212,12 +212,12 @@ def build_text_to_image(specs) -> Graph:
     return graph
 
 
-def input_picture(graph: Graph) -> tuple[Node, Node, Node, Node]:
+def input_picture(graph: Graph, prompt: str = "a red circle at the top left on a blue background"
+                  ) -> tuple[Node, Node, Node, Node]:
     """The loaders and the first row, which makes the picture the other examples start from:
     (text encoder, model, VAE, decoded picture)."""
     encoder, model, vae = loaders(graph, IMAGE_COLUMNS[0])
-    _, picture = text_to_image(graph, IMAGE_COLUMNS, encoder, model, vae,
-                               "a red circle at the top left on a blue background", 42,
+    _, picture = text_to_image(graph, IMAGE_COLUMNS, encoder, model, vae, prompt, 42,
                                title="Infinity Bitwise Sampler (the input picture)")
     return encoder, model, vae, picture
 
@@ -272,23 +272,23 @@ def build_inpaint(specs) -> Graph:
     return graph
 
 
-# Two objects in the demo's grammar ("X at POS and Y at POS on a Z background"): the kept left half holds the
-# first, the new right half gets the second.
-OUTPAINT_PROMPT = "a red circle at the top left and a yellow triangle at the bottom right on a blue background"
+# The demo model draws one object per picture, so the outpainting example cuts one in half and has the new
+# area complete it: the left half of a centred circle is kept, and the prompt describes the whole picture.
+OUTPAINT_PROMPT = "a red circle in the center on a blue background"
 
 
 def build_outpaint(specs) -> Graph:
     graph = Graph(specs)
-    encoder, model, vae, picture = input_picture(graph)
+    encoder, model, vae, picture = input_picture(graph, OUTPAINT_PROMPT)
     half = graph.add("ImageCrop", IMAGE_COLUMNS[0], 540, 150, image=(picture, 0), width=128, height=256, x=0, y=0)
     padded = graph.add("InfinityPadForOutpainting", IMAGE_COLUMNS[1], 500, 220, image=(half, 0), left=0, top=0,
                        right=128, bottom=0, feather=0, pixels="0.06M")
     encoded = encode_picture(graph, vae, (padded, 0), mask=(padded, 1), crop="disabled")
     sampler_from_picture(graph, encoder, model, vae, encoded, OUTPAINT_PROMPT,
                          "Infinity Bitwise Sampler (outpainting)", "Infinity_outpaint",
-                         "Outpainting: the top row draws a picture. Pad for Outpainting extends its left half to "
-                         "the right and masks the new area; the second sampler draws it for its prompt and keeps "
-                         "the old half.")
+                         "Outpainting: the top row draws a picture. Pad for Outpainting extends its left half, "
+                         "which cuts the circle, to the right and masks the new area; the second sampler draws it "
+                         "for its prompt (the whole picture's) and keeps the old half.")
     return graph
 
 

@@ -23,6 +23,7 @@ from infinity_core.text_encoder import load_text_encoder
 from infinity_core.trained_sizes import TrainedSizes, trained_sizes
 from infinity_core.vae.autoencoder import BitwiseVAE
 from training.adherence import demo_sampling, evaluate, reconstruction_accuracy
+from training.feature_pools import PoolSize
 from training.self_correction import flip_requant
 from training.shapes import heldout_specs
 from training.transformer_trainer import TransformerPhase, TransformerTrainConfig, train_transformer
@@ -105,7 +106,7 @@ def test_transformer_training_reduces_the_loss_on_a_tiny_batch():
                                        text_channels=32, text_maxlen=32, pool_heads=1, block_chunks=1),
         text=TextModelConfig(d_model=32, num_layers=1, num_heads=2, d_kv=16, d_ff=64),
         phases=(TransformerPhase(steps=12, aspects=(1.0,), scale_cycle=(7,), learning_rate=3e-3),), batch_size=4,
-        pool_images=4, warmup_steps=1, max_flip=0.0, cond_drop_rate=0.0,
+        pool_first_phase=PoolSize(single=4, pair=0), warmup_steps=1, max_flip=0.0, cond_drop_rate=0.0,
         sizes=TrainedSizes(pixels=("0.06M",), aspects=(1.0,)))
     result = train_transformer(tiny, vae, seed=0)
     losses = result.losses.total

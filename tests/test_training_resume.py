@@ -9,6 +9,7 @@ import torch
 
 from infinity_core.config import TransformerConfig, VAEConfig
 from training.checkpoints import Checkpoints
+from training.feature_pools import PoolSize
 from training.text_model import TextModelConfig
 from training.transformer_trainer import FULL_0_25M, TransformerPhase, TransformerTrainConfig, step_plan, train_transformer
 from training.vae_trainer import VAEPhase, VAETrainConfig, phase_batch, train_vae
@@ -75,9 +76,11 @@ def test_a_vae_step_draws_its_scenes_at_the_phase_size_and_step_aspect():
 def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path):
     vae = train_vae(dataclasses.replace(TINY_VAE, phases=TINY_VAE.phases[:1]), seed=0).vae.requires_grad_(False)
     phases = (TransformerPhase(steps=2, aspects=(1.0,), scale_cycle=(2,)),
-              TransformerPhase(steps=3, aspects=(0.75, 1.0), scale_cycle=(3, FULL_0_25M)))
-    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, phases=phases, pool_images=2,
-                                    pool_images_0_25m=1, batch_size=2, batch_size_0_25m=1, checkpoint_every=2,
+              TransformerPhase(steps=3, aspects=(0.75, 1.0), scale_cycle=(3, FULL_0_25M), two_object_share=0.5))
+    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, phases=phases,
+                                    pool_first_phase=PoolSize(single=2, pair=1), pool_0_06m=PoolSize(single=2, pair=1),
+                                    pool_0_25m=PoolSize(single=1, pair=1), batch_size=2, batch_size_0_25m=1,
+                                    checkpoint_every=2,
                                     sizes=dataclasses.replace(TransformerTrainConfig().sizes, aspects=(1.0, 0.75)))
     uninterrupted = train_transformer(config, vae, seed=1)
     with pytest.raises(Killed):
@@ -87,8 +90,9 @@ def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(t
     assert _states_equal(resumed.text_model, uninterrupted.text_model)
     # the second phase starts at step 2 and cycles its own aspects and scales
     plans = [step_plan(config, step) for step in range(5)]
-    assert [(p.aspect, p.pixels, p.num_scales, p.batch_size) for p in plans] == [
-        (1.0, "0.06M", 2, 2), (1.0, "0.06M", 2, 2), (0.75, "0.06M", 3, 2), (1.0, "0.25M", 10, 1), (0.75, "0.06M", 3, 2)]
+    assert [(p.aspect, p.pixels, p.num_scales, p.batch_size, p.two_object_share) for p in plans] == [
+        (1.0, "0.06M", 2, 2, 0.0), (1.0, "0.06M", 2, 2, 0.0), (0.75, "0.06M", 3, 2, 0.5), (1.0, "0.25M", 10, 1, 0.5),
+        (0.75, "0.06M", 3, 2, 0.5)]
     with pytest.raises(ValueError):
         step_plan(config, 5)
 

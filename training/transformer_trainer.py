@@ -14,8 +14,9 @@ Follows FoundationVision/Infinity `trainer.py:InfinityTrainer.train_step` and `i
 Trained progressively over sizes and aspect ratios, as Infinity is, in phases (`TransformerPhase`):
 step k of a phase draws its batch from the pool of aspect `aspects[k % len]` and trains
 `scale_cycle[k % len(scale_cycle)]`: a number of scales of the 0.06M schedule, or the whole 0.25M pyramid
-(`FULL_0_25M`), whose first seven grids are the 0.06M ones. The first phase trains 1:1 alone, where layout,
-colour and shape are learnt on one set of grids; the second adds the other aspects and the 0.25M pyramid.
+(`FULL_0_25M`), whose first seven grids are the 0.06M ones. The first phase trains 1:1 alone on one-object
+scenes, where layout, colour and shape are learnt on one set of grids (two-object scenes from the start cost
+the shape: training/README.md); the second adds the other aspects, the 0.25M pyramid and two-object scenes.
 To fit a CPU budget, most steps train only the first scales (upstream's `always_training_scales`
 truncation). Where the object is and which colour it has are decided at the 2x2 and 4x4 scales, whose
 tokens start out identical and must tell themselves apart through RoPE alone; the model learns that from
@@ -23,7 +24,8 @@ the captions only after ~1500-2000 steps, so the cycle spends 4/11 of the steps 
 prefixes (21 and 57 tokens), 3/11 on the first five scales (up to 8x8, where a lone object's shape is
 mostly decided: 121 tokens), 3/11 on the first six (up to 12x12: 265 tokens) and 1/11 on the whole
 pyramid (see training/README.md for why).
-The encoder features of a fixed pool of training images per size are computed once, with the frozen VAE.
+The encoder features of fixed pools of training images per size are computed once, with the frozen VAE
+(`feature_pools`).
 
 Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width, Ct5 text channels.
 """
@@ -48,9 +50,10 @@ from infinity_core.transformer.model import InfinityTransformer
 from .checkpoints import Checkpoints
 from .schedule import LossLog, warmup_cosine
 from .self_correction import flip_requant
-from .shapes import Canvas, ShapesDataset
+from .feature_pools import PoolSize, SizePools, encode_size_pools
+from .shapes import Canvas
 from .text_model import CaptionTokenizer, TextModelConfig, build_text_model, caption_features
-from .vae_trainer import DEMO_SIZES, foreground_weights, images_to_tensor
+from .vae_trainer import DEMO_SIZES
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +78,16 @@ class TransformerPhase:
     aspects: tuple[float, ...]
     scale_cycle: tuple[int, ...]
     learning_rate: float = 1e-3
+    two_object_share: float = 0.0   # probability that a batch's image is a two-object scene
 
 
-# The 1:1 phase is the shipped model's recipe, annealed to its end; the mixed phase restarts lower, so that it
-# carries what the first learnt over to the other grids rather than relearning it.
+# The 1:1 phase is the shipped model's recipe on one-object scenes, annealed to its end; the mixed phase
+# restarts lower, so that it carries what the first learnt over to the other grids rather than relearning it,
+# and adds a few two-object scenes (a 30 % share in 1500 such steps on 1:1 cost 7 points of shape).
 DEMO_PHASES = (
     TransformerPhase(steps=4400, aspects=(1.0,), scale_cycle=SHAPE_CYCLE, learning_rate=1e-3),
-    TransformerPhase(steps=5000, aspects=DEMO_SIZES.aspects, scale_cycle=SHAPE_CYCLE + (FULL_0_25M,),
-                     learning_rate=4e-4),
+    TransformerPhase(steps=2500, aspects=DEMO_SIZES.aspects, scale_cycle=SHAPE_CYCLE + (FULL_0_25M,),
+                     learning_rate=4e-4, two_object_share=0.1),
 )
 
 
@@ -100,9 +105,11 @@ class TransformerTrainConfig:
     cond_drop_rate: float = 0.1          # text dropout for classifier-free guidance
     max_flip: float = 0.3                # bitwise self-correction: flip ratio p ~ U{0, .., max_flip}
     object_weight: float = 5.0           # loss weight of object pixels' tokens (objects cover 11-14 %)
-    two_object_probability: float = 0.3
-    pool_images: int = 1200              # training images per aspect whose 0.06M encoder features are computed once
-    pool_images_0_25m: int = 150         # likewise at 0.25M
+    # Training images whose encoder features are computed once, per aspect: at 0.06M, for the aspects the
+    # first phase trains alone (4400 steps of 16 images), and for the others (a seventh of the later steps).
+    pool_first_phase: PoolSize = PoolSize(single=2000, pair=400)
+    pool_0_06m: PoolSize = PoolSize(single=800, pair=400)
+    pool_0_25m: PoolSize = PoolSize(single=150, pair=50)
     pool_offset: int = 1_000_000         # first ShapesDataset index of the pool (apart from the VAE's images)
     pixels: str = "0.06M"                # the model's default pixel budget (carried in its file)
     checkpoint_every: int = 500
@@ -112,6 +119,14 @@ class TransformerTrainConfig:
             unknown = set(phase.aspects) - set(self.sizes.aspects)
             if unknown or (FULL_0_25M in phase.scale_cycle and "0.25M" not in self.sizes.pixels):
                 raise ValueError(f"phase {phase} trains a size outside {self.sizes}")
+            if phase.two_object_share > 0 and not all(self.pool_size(aspect, pixels).pair
+                                                      for aspect in phase.aspects for pixels in self.sizes.pixels):
+                raise ValueError(f"phase {phase} draws two-object scenes from a pool that has none")
+
+    def pool_size(self, aspect: float, pixels: str) -> PoolSize:
+        if pixels == "0.25M":
+            return self.pool_0_25m
+        return self.pool_first_phase if aspect in self.phases[0].aspects else self.pool_0_06m
 
     @property
     def steps(self) -> int:
@@ -153,46 +168,6 @@ def init_transformer(model: InfinityTransformer, *, std: float = 0.02, ada_init:
             block.ada_gss.copy_(torch.randn(block.ada_gss.shape) / C ** 0.5).mul_(ada_init)
             for layer in (block.sa.proj, block.ca.proj, block.ffn.fc2):
                 layer.weight.mul_(proj_scale)
-
-
-# --- data ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FeaturePool:
-    """Encoder features of a fixed set of training images, with their captions."""
-
-    raw_features: torch.Tensor    # [N, d, H, W] float32
-    pixel_weights: torch.Tensor   # [N, 1, H, W] float32: mean loss weight of each latent cell's pixels
-    captions: tuple[str, ...]
-
-
-def encode_pool(vae: BitwiseVAE, seed: int, count: int, offset: int, object_weight: float, canvas: Canvas,
-                two_object_probability: float, batch_size: int = 16) -> FeaturePool:
-    """Encode `count` training images drawn on `canvas`; pixels of objects weigh `object_weight`, background 1."""
-    dataset = ShapesDataset(seed, length=offset + count, two_object_probability=two_object_probability,
-                            canvas=canvas)
-    features, pixel_weights, captions = [], [], []
-    with torch.inference_mode():
-        for first in range(offset, offset + count, batch_size):
-            items = [dataset[i] for i in range(first, min(first + batch_size, offset + count))]
-            images = images_to_tensor([image for image, _ in items])                     # [b, 3, H, W]
-            features.append(vae.encoder(images).float().contiguous())                     # [b, d, h, w]
-            pixel_weights.append(F.avg_pool2d(foreground_weights(images, object_weight),
-                                              vae.config.downsample))                     # [b, 1, h, w]
-            captions.extend(caption for _, caption in items)
-    return FeaturePool(torch.cat(features), torch.cat(pixel_weights).contiguous(), tuple(captions))
-
-
-def encode_pools(vae: BitwiseVAE, seed: int, config: TransformerTrainConfig) -> dict[tuple[float, str], FeaturePool]:
-    """A pool per trained (aspect, pixel budget), each from its own images (every pool starts `offset` apart)."""
-    pools = {}
-    for pixels in config.sizes.pixels:
-        count = config.pool_images_0_25m if pixels == "0.25M" else config.pool_images
-        for aspect in config.sizes.aspects:
-            height, width = get_schedule(aspect, pixels).image_size
-            offset = config.pool_offset * (1 + len(pools))
-            pools[aspect, pixels] = encode_pool(vae, seed, count, offset, config.object_weight,
-                                                Canvas(height, width), config.two_object_probability)
-    return pools
 
 
 # --- loss ---------------------------------------------------------------------------------------------
@@ -239,6 +214,7 @@ class StepPlan:
     num_scales: int
     batch_size: int
     learning_rate: float
+    two_object_share: float
 
 
 def step_plan(config: TransformerTrainConfig, step: int) -> StepPlan:
@@ -253,8 +229,20 @@ def step_plan(config: TransformerTrainConfig, step: int) -> StepPlan:
     learning_rate = warmup_cosine(step, phase.steps, config.warmup_steps, phase.learning_rate)
     if num_scales == FULL_0_25M:
         return StepPlan(aspect, "0.25M", get_schedule(aspect, "0.25M").num_scales, config.batch_size_0_25m,
-                        learning_rate)
-    return StepPlan(aspect, "0.06M", num_scales, config.batch_size, learning_rate)
+                        learning_rate, phase.two_object_share)
+    return StepPlan(aspect, "0.06M", num_scales, config.batch_size, learning_rate, phase.two_object_share)
+
+
+def encode_pools(vae: BitwiseVAE, seed: int, config: TransformerTrainConfig) -> dict[tuple[float, str], SizePools]:
+    """The pools of every trained (aspect, pixel budget), each from its own dataset items (`offset` apart)."""
+    pools = {}
+    for pixels in config.sizes.pixels:
+        for aspect in config.sizes.aspects:
+            height, width = get_schedule(aspect, pixels).image_size
+            pools[aspect, pixels] = encode_size_pools(vae, seed, config.pool_size(aspect, pixels),
+                                                      config.pool_offset * (1 + len(pools)), config.object_weight,
+                                                      Canvas(height, width))
+    return pools
 
 
 def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int,
@@ -265,7 +253,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     started = time.perf_counter()
     pools = encode_pools(vae, seed, config)
     encode_seconds = time.perf_counter() - started
-    log.info("encoded %d training images in %.0f s", sum(len(p.captions) for p in pools.values()), encode_seconds)
+    log.info("encoded %d training images in %.0f s", sum(len(pool) for pool in pools.values()), encode_seconds)
 
     transformer = InfinityTransformer(config.architecture)
     init_transformer(transformer)
@@ -273,7 +261,6 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
     transformer.train()
     text_model.train()
     tokenize = CaptionTokenizer()
-    caption_ids = {size: tokenize(pool.captions) for size, pool in pools.items()}
     parameters = list(transformer.parameters()) + list(text_model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=config.phases[0].learning_rate, betas=(0.9, 0.97),
                                   weight_decay=config.weight_decay)
@@ -287,17 +274,17 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
         for group in optimizer.param_groups:
             group["lr"] = plan.learning_rate
         aspect, pixels, num_scales = plan.aspect, plan.pixels, plan.num_scales
-        pool, full = pools[aspect, pixels], get_schedule(aspect, pixels)
+        full = get_schedule(aspect, pixels)
         schedule = truncated(full, num_scales)
-        batch = torch.randint(0, len(pool.captions), (plan.batch_size,), generator=generator).tolist()
-        forcing = flip_requant(pool.raw_features[batch], full.grids, max_flip=config.max_flip,
+        batch = pools[aspect, pixels].draw(plan.batch_size, plan.two_object_share, generator)
+        forcing = flip_requant(batch.raw_features, full.grids, max_flip=config.max_flip,
                                noise_scales=full.num_scales, generator=generator)
         num_tokens = schedule.num_tokens
-        captions = [caption_ids[aspect, pixels][i] for i in batch]
-        text = text_with_dropout(transformer, caption_features(text_model, captions), config.cond_drop_rate, generator)
+        text = text_with_dropout(transformer, caption_features(text_model, tokenize(batch.captions)),
+                                 config.cond_drop_rate, generator)
         logits = transformer.forward_teacher(text, forcing.next_inputs[:, :num_tokens - 1], schedule)   # [B, L, 2d]
         labels = forcing.labels[:, :num_tokens]                                                          # [B, L, d]
-        loss = bit_loss(logits, labels, token_weights(pool.pixel_weights[batch], schedule))
+        loss = bit_loss(logits, labels, token_weights(batch.pixel_weights, schedule))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)

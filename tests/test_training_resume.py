@@ -73,15 +73,24 @@ def test_a_vae_step_draws_its_scenes_at_the_phase_size_and_step_aspect():
     assert torch.equal(images, again)
 
 
-def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path):
-    vae = train_vae(dataclasses.replace(TINY_VAE, phases=TINY_VAE.phases[:1]), seed=0).vae.requires_grad_(False)
+@pytest.fixture(scope="module")
+def tiny_vae():
+    return train_vae(dataclasses.replace(TINY_VAE, phases=TINY_VAE.phases[:1]), seed=0).vae.requires_grad_(False)
+
+
+def _tiny_transformer_config(phases: tuple[TransformerPhase, ...], checkpoint_every: int) -> TransformerTrainConfig:
+    return TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, phases=phases,
+                                  pool_first_phase=PoolSize(single=2, pair=1), pool_0_06m=PoolSize(single=2, pair=1),
+                                  pool_0_25m=PoolSize(single=1, pair=1), batch_size=2, batch_size_0_25m=1,
+                                  checkpoint_every=checkpoint_every,
+                                  sizes=dataclasses.replace(TransformerTrainConfig().sizes, aspects=(1.0, 0.75)))
+
+
+def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(tmp_path, tiny_vae):
+    vae = tiny_vae
     phases = (TransformerPhase(steps=2, aspects=(1.0,), scale_cycle=(2,)),
               TransformerPhase(steps=3, aspects=(0.75, 1.0), scale_cycle=(3, FULL_0_25M), two_object_share=0.5))
-    config = TransformerTrainConfig(architecture=TINY_TRANSFORMER, text=TINY_TEXT, phases=phases,
-                                    pool_first_phase=PoolSize(single=2, pair=1), pool_0_06m=PoolSize(single=2, pair=1),
-                                    pool_0_25m=PoolSize(single=1, pair=1), batch_size=2, batch_size_0_25m=1,
-                                    checkpoint_every=2,
-                                    sizes=dataclasses.replace(TransformerTrainConfig().sizes, aspects=(1.0, 0.75)))
+    config = _tiny_transformer_config(phases, checkpoint_every=2)
     uninterrupted = train_transformer(config, vae, seed=1)
     with pytest.raises(Killed):
         train_transformer(config, vae, seed=1, checkpoints=KilledAfter(tmp_path, stop_step=2))
@@ -95,6 +104,25 @@ def test_transformer_resumed_after_a_stop_ends_where_an_uninterrupted_run_ends(t
         (0.75, "0.06M", 3, 2, 0.5)]
     with pytest.raises(ValueError):
         step_plan(config, 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded(Checkpoints):
+    """Checkpoints that note the step count of each save."""
+
+    saved: list = dataclasses.field(default_factory=list)
+
+    def save(self, stage, step, *args) -> None:
+        super().save(stage, step, *args)
+        self.saved.append(step)
+
+
+def test_a_checkpoint_is_saved_at_the_end_of_every_phase(tmp_path, tiny_vae):
+    phases = (TransformerPhase(steps=3, aspects=(1.0,), scale_cycle=(2,)),
+              TransformerPhase(steps=4, aspects=(0.75,), scale_cycle=(2,)))
+    checkpoints = Recorded(tmp_path)
+    train_transformer(_tiny_transformer_config(phases, checkpoint_every=2), tiny_vae, seed=0, checkpoints=checkpoints)
+    assert checkpoints.saved == [2, 3, 4, 6, 7]
 
 
 def test_every_transformer_phase_warms_up_to_its_own_peak_and_ends_annealed():

@@ -31,6 +31,7 @@ Shapes: B images, L tokens of the (possibly truncated) schedule, d bits, C width
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -131,6 +132,11 @@ class TransformerTrainConfig:
     @property
     def steps(self) -> int:
         return sum(phase.steps for phase in self.phases)
+
+    @property
+    def phase_ends(self) -> frozenset[int]:
+        """The number of steps done at the end of each phase."""
+        return frozenset(itertools.accumulate(phase.steps for phase in self.phases))
 
 
 @dataclass
@@ -248,7 +254,8 @@ def encode_pools(vae: BitwiseVAE, seed: int, config: TransformerTrainConfig) -> 
 def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int,
                       checkpoints: Checkpoints | None = None) -> TransformerTrainResult:
     """Train a fresh transformer and T5 against the frozen `vae`, deterministically by `seed`; with
-    `checkpoints`, resume from the last one saved and save one every `config.checkpoint_every` steps."""
+    `checkpoints`, resume from the last one saved and save one every `config.checkpoint_every` steps and at the
+    end of each phase."""
     torch.manual_seed(seed)
     started = time.perf_counter()
     pools = encode_pools(vae, seed, config)
@@ -299,7 +306,7 @@ def train_transformer(config: TransformerTrainConfig, vae: BitwiseVAE, seed: int
             log.info("transformer step %d/%d (%s %s, %d scales) loss %.4f bit acc %.3f layout acc %.3f lr %.2e %.0f s",
                      step, config.steps, pixels, f"h/w {aspect:g}", num_scales, loss.item(), parts["bit_accuracy"],
                      parts["layout_accuracy"], plan.learning_rate, time.perf_counter() - train_started)
-        if checkpoints and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+        if checkpoints and ((step + 1) % config.checkpoint_every == 0 or step + 1 in config.phase_ends):
             checkpoints.save("transformer", step + 1, modules, optimizer, generator, result.losses)
     transformer.eval()
     text_model.eval()
